@@ -1,0 +1,85 @@
+package session
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+)
+
+// ErrExists reports a caller address that already has a live session.
+var ErrExists = errors.New("session: caller address already has a live session")
+
+// Registry holds the live sessions of a process, keyed by caller address.
+// It belongs to no configuration: sessions outlive the handler instances
+// that started them, which is what lets a stream flow through a reload.
+type Registry struct {
+	mu       sync.RWMutex
+	byCaller map[netip.AddrPort]*Session
+}
+
+// NewRegistry returns an empty Registry.
+func NewRegistry() *Registry {
+	return &Registry{byCaller: make(map[netip.AddrPort]*Session)}
+}
+
+// Default is the process-wide registry.
+var Default = NewRegistry()
+
+// add registers s under its caller address.
+func (r *Registry) add(s *Session) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.byCaller[s.Caller]; ok {
+		return ErrExists
+	}
+	r.byCaller[s.Caller] = s
+	return nil
+}
+
+// remove drops s if it is still the session registered for its caller.
+func (r *Registry) remove(s *Session) {
+	r.mu.Lock()
+	if r.byCaller[s.Caller] == s {
+		delete(r.byCaller, s.Caller)
+	}
+	r.mu.Unlock()
+}
+
+// Lookup returns the live session of a caller address, or nil.
+func (r *Registry) Lookup(caller netip.AddrPort) *Session {
+	r.mu.RLock()
+	s := r.byCaller[caller]
+	r.mu.RUnlock()
+	return s
+}
+
+// Len is the number of live sessions.
+func (r *Registry) Len() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.byCaller)
+}
+
+// Sessions returns a snapshot of the live sessions.
+func (r *Registry) Sessions() []*Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*Session, 0, len(r.byCaller))
+	for _, s := range r.byCaller {
+		out = append(out, s)
+	}
+	return out
+}
+
+// CallerKey is the registry key of a caller address: IPv4 callers of a
+// dual-stack listener appear as IPv4-mapped IPv6, and must key the same as
+// on an IPv4 listener.
+func CallerKey(a net.Addr) (netip.AddrPort, bool) {
+	u, ok := a.(*net.UDPAddr)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	ap := u.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
+}

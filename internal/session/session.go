@@ -1,0 +1,422 @@
+// Package session relays established SRT sessions. A Session owns one
+// connected UDP socket towards its upstream and a Link towards its caller,
+// and copies datagrams between them until SHUTDOWN from either side, the
+// idle timeout, a socket error or an operator ends it. Sessions live in a
+// process-wide Registry rather than in any one configuration, so a config
+// reload does not touch them.
+package session
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/srtroute/caddy-l4-srt/internal/handshake"
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+// Link is the caller side of a session: a UDP socket connected to the
+// caller (the fast path) or the caddy-l4 connection the caller came in on.
+type Link interface {
+	// Read reads one whole datagram.
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	// Close unblocks a pending Read and releases what the link owns.
+	Close() error
+}
+
+// EndReason says why a session ended.
+type EndReason string
+
+// Reasons a session ends.
+const (
+	EndCallerShutdown   EndReason = "caller_shutdown"
+	EndUpstreamShutdown EndReason = "upstream_shutdown"
+	EndIdle             EndReason = "idle_timeout"
+	EndKicked           EndReason = "kicked"
+	EndCallerError      EndReason = "caller_error"
+	EndUpstreamError    EndReason = "upstream_error"
+	EndCallerRestarted  EndReason = "caller_restarted"
+	EndStopped          EndReason = "stopped"
+)
+
+// TakeoverSilence is how long a caller must have been silent before a new
+// handshake from its address (a restarted encoder with a fixed source
+// port) may replace its session. A live SRT peer is never silent for more
+// than about a second: it sends a keepalive at least that often.
+const TakeoverSilence = 3 * time.Second
+
+// Config describes an established session.
+type Config struct {
+	Caller       netip.AddrPort
+	CallerSocket uint32
+	// Upstream is the socket connected to the upstream; the session owns it.
+	Upstream       *net.UDPConn
+	UpstreamAddr   string
+	UpstreamSocket uint32
+	// SubstituteSocket is non-zero when the upstream knows the caller by a
+	// socket ID other than its own (a retried handshake); datagrams from
+	// the upstream are then readdressed to CallerSocket.
+	SubstituteSocket uint32
+	// Response is the upstream's conclusion response as sent to the
+	// caller, replayed when the caller repeats its conclusion.
+	Response []byte
+	// IdleTimeout ends the session after this long without a datagram
+	// in either direction.
+	IdleTimeout time.Duration
+	// Gate answers a caller that repeats its induction.
+	Gate *handshake.Gate
+	// Logger gets the debug lines of the data path.
+	Logger *zap.Logger
+	// OnEnd runs once, after both relay loops have stopped.
+	OnEnd func(*Session)
+	// Info is opaque data for the owner (stream ID, route, ...).
+	Info any
+}
+
+// Direction counters.
+type counter struct {
+	packets atomic.Uint64
+	bytes   atomic.Uint64
+}
+
+func (c *counter) add(n int) {
+	c.packets.Add(1)
+	c.bytes.Add(uint64(n))
+}
+
+// Stats is a snapshot of a session's traffic.
+type Stats struct {
+	FromCaller, FromUpstream           uint64 // packets
+	FromCallerBytes, FromUpstreamBytes uint64
+	// LastCaller and LastUpstream are the times traffic was last seen each
+	// way, to the precision of the idle check.
+	LastCaller, LastUpstream time.Time
+}
+
+// Session is one relayed SRT connection.
+type Session struct {
+	Config
+	// ID is unique in the process.
+	ID      string
+	Started time.Time
+
+	link     atomic.Pointer[linkRef]
+	fastPath bool
+
+	fromCaller, fromUpstream counter
+	lastCaller, lastUpstream atomic.Int64 // unix nanoseconds, set by the idle check
+
+	registry *Registry
+	done     chan struct{}
+	endOnce  sync.Once
+	reason   EndReason
+	endErr   error
+	loops    sync.WaitGroup
+	watchdog *time.Timer
+	finished chan struct{}
+}
+
+type linkRef struct{ Link }
+
+var nextID atomic.Uint64
+
+// New prepares a session; Start runs it.
+func New(cfg Config) *Session {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	now := time.Now()
+	s := &Session{
+		Config:   cfg,
+		ID:       strconv.FormatUint(nextID.Add(1), 10),
+		Started:  now,
+		done:     make(chan struct{}),
+		finished: make(chan struct{}),
+	}
+	s.lastCaller.Store(now.UnixNano())
+	s.lastUpstream.Store(now.UnixNano())
+	return s
+}
+
+// Start registers the session and starts relaying. With fastPath the
+// session reads the caller link in a goroutine of its own; otherwise the
+// caller must run ServeLink(link) until it returns.
+func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
+	s.registry = reg
+	s.fastPath = fastPath
+	s.link.Store(&linkRef{link})
+	if err := reg.add(s); err != nil {
+		return err
+	}
+	s.armWatchdog()
+	s.loops.Add(1)
+	go s.upstreamLoop()
+	if fastPath {
+		s.loops.Add(1)
+		go func() {
+			defer s.loops.Done()
+			s.callerLoop(link)
+		}()
+	}
+	go func() {
+		<-s.done
+		s.loops.Wait()
+		if s.OnEnd != nil {
+			s.OnEnd(s)
+		}
+		close(s.finished)
+	}()
+	return nil
+}
+
+// FastPath reports whether the caller link is a socket of the session's own.
+func (s *Session) FastPath() bool { return s.fastPath }
+
+// ServeLink relays from the caller link l until the session ends or
+// another link replaces l (see Attach).
+func (s *Session) ServeLink(l Link) {
+	s.loops.Add(1)
+	defer s.loops.Done()
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.callerLoop(l)
+}
+
+// Attach makes l the caller link, closing the one it replaces. A session
+// relaying through a caddy-l4 connection uses it when a config reload
+// handed the caller to a new connection; the caller then runs ServeLink(l).
+func (s *Session) Attach(l Link) {
+	old := s.link.Swap(&linkRef{l})
+	if old != nil && old.Link != l {
+		_ = old.Close()
+	}
+	select {
+	case <-s.done: // ended meanwhile: do not leave l open
+		_ = l.Close()
+	default:
+	}
+}
+
+func (s *Session) currentLink() Link { return s.link.Load().Link }
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Wait blocks until the relay loops have stopped and OnEnd has run.
+func (s *Session) Wait() { <-s.finished }
+
+// Reason says why the session ended, and the error behind it if any.
+func (s *Session) Reason() (EndReason, error) {
+	select {
+	case <-s.done:
+		return s.reason, s.endErr
+	default:
+		return "", nil
+	}
+}
+
+// Stats returns the session's counters.
+func (s *Session) Stats() Stats {
+	return Stats{
+		FromCaller:        s.fromCaller.packets.Load(),
+		FromUpstream:      s.fromUpstream.packets.Load(),
+		FromCallerBytes:   s.fromCaller.bytes.Load(),
+		FromUpstreamBytes: s.fromUpstream.bytes.Load(),
+		LastCaller:        time.Unix(0, s.lastCaller.Load()),
+		LastUpstream:      time.Unix(0, s.lastUpstream.Load()),
+	}
+}
+
+func (s *Session) upstreamLoop() {
+	defer s.loops.Done()
+	buf := make([]byte, wire.MaxDatagram)
+	for {
+		n, err := s.Upstream.Read(buf)
+		if err != nil {
+			if s.ended() {
+				return
+			}
+			if isRefused(err) {
+				// An ICMP error from an earlier write: the upstream may be
+				// restarting. SRT's own timers decide whether it is dead.
+				continue
+			}
+			s.End(EndUpstreamError, fmt.Errorf("reading from upstream %s: %w", s.UpstreamAddr, err))
+			return
+		}
+		p := buf[:n]
+		if s.SubstituteSocket != 0 {
+			wire.SetDestSocket(p, s.CallerSocket)
+		}
+		s.fromUpstream.add(n)
+		if _, err := s.currentLink().Write(p); err != nil && !s.ended() {
+			s.Logger.Debug("writing to caller", zap.String("session", s.ID), zap.Error(err))
+		}
+		if wire.IsShutdown(p) {
+			s.End(EndUpstreamShutdown, nil)
+			return
+		}
+	}
+}
+
+func (s *Session) callerLoop(l Link) {
+	buf := make([]byte, wire.MaxDatagram)
+	for {
+		n, err := l.Read(buf)
+		if err != nil {
+			if s.ended() || s.currentLink() != l {
+				return
+			}
+			if isRefused(err) {
+				continue
+			}
+			s.End(EndCallerError, fmt.Errorf("reading from caller %s: %w", s.Caller, err))
+			return
+		}
+		if n == 0 {
+			continue
+		}
+		s.FromCaller(buf[:n])
+	}
+}
+
+// FromCaller relays one datagram from the caller. The handler calls it for
+// datagrams that reached the listener socket instead of the session's own
+// (those in flight while the session socket was being set up).
+func (s *Session) FromCaller(p []byte) {
+	if wire.DestSocketOf(p) == 0 && wire.IsControl(p) && wire.ControlTypeOf(p) == wire.CtrlHandshake {
+		s.callerHandshake(p)
+		return
+	}
+	s.fromCaller.add(len(p))
+	if _, err := s.Upstream.Write(p); err != nil && !s.ended() && !isRefused(err) {
+		s.Logger.Debug("writing to upstream", zap.String("session", s.ID), zap.Error(err))
+	}
+	if wire.IsShutdown(p) {
+		s.End(EndCallerShutdown, nil)
+	}
+}
+
+// callerHandshake answers a handshake the caller sends after its session
+// is up: a repeated conclusion (our response was lost) gets the cached
+// response; a handshake from another socket ID on the same address means
+// the caller restarted, which ends this session once the old caller has
+// gone quiet.
+func (s *Session) callerHandshake(p []byte) {
+	hs, err := wire.ParseHandshake(p)
+	if err != nil {
+		return
+	}
+	if hs.SocketID == s.CallerSocket {
+		switch hs.Type {
+		case wire.HSConclusion:
+			_, _ = s.currentLink().Write(s.Response)
+		case wire.HSInduction:
+			d := s.Gate.Inspect(s.Caller, p, time.Now(), nil)
+			if d.Verdict == handshake.Reply {
+				_, _ = s.currentLink().Write(d.Reply)
+			}
+		}
+		return
+	}
+	silent := time.Since(time.Unix(0, s.lastCaller.Load()))
+	if silent < TakeoverSilence {
+		s.Logger.Debug("ignoring handshake from a new socket on a live caller's address",
+			zap.String("session", s.ID), zap.Stringer("caller", s.Caller),
+			zap.Uint32("caller_socket", s.CallerSocket), zap.Uint32("new_socket", hs.SocketID))
+		return
+	}
+	// The new caller repeats its handshake (libsrt every 250 ms); once this
+	// session's socket is gone the repeat reaches the listener.
+	s.End(EndCallerRestarted, nil)
+}
+
+func (s *Session) ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// idleCheck is how often the watchdog looks at the counters.
+func (s *Session) idleCheck() time.Duration {
+	d := s.IdleTimeout / 4
+	if d > time.Second {
+		d = time.Second
+	}
+	if d < 10*time.Millisecond {
+		d = 10 * time.Millisecond
+	}
+	return d
+}
+
+func (s *Session) armWatchdog() {
+	var seenCaller, seenUpstream uint64
+	var check func()
+	check = func() {
+		now := time.Now()
+		if c := s.fromCaller.packets.Load(); c != seenCaller {
+			seenCaller = c
+			s.lastCaller.Store(now.UnixNano())
+		}
+		if u := s.fromUpstream.packets.Load(); u != seenUpstream {
+			seenUpstream = u
+			s.lastUpstream.Store(now.UnixNano())
+		}
+		last := max(s.lastCaller.Load(), s.lastUpstream.Load())
+		if s.IdleTimeout > 0 && now.Sub(time.Unix(0, last)) >= s.IdleTimeout {
+			s.End(EndIdle, nil)
+			return
+		}
+		if !s.ended() {
+			s.watchdog.Reset(s.idleCheck())
+		}
+	}
+	s.watchdog = time.AfterFunc(s.idleCheck(), check)
+}
+
+// End ends the session: SHUTDOWN to whichever side did not end it, sockets
+// closed, registry entry removed. Only the first call counts.
+func (s *Session) End(reason EndReason, err error) {
+	s.endOnce.Do(func() {
+		s.reason, s.endErr = reason, err
+		close(s.done)
+		if s.watchdog != nil {
+			s.watchdog.Stop()
+		}
+		now := time.Now()
+		ts := handshake.Timestamp(now)
+		switch reason {
+		case EndCallerShutdown, EndUpstreamShutdown:
+			// The SHUTDOWN was relayed; both peers know.
+		default:
+			if reason != EndUpstreamError {
+				_, _ = s.Upstream.Write(wire.AppendShutdown(nil, s.UpstreamSocket, ts))
+			}
+			if reason != EndCallerError && reason != EndCallerRestarted {
+				_, _ = s.currentLink().Write(wire.AppendShutdown(nil, s.CallerSocket, ts))
+			}
+		}
+		_ = s.Upstream.Close()
+		_ = s.currentLink().Close()
+		if s.registry != nil {
+			s.registry.remove(s)
+		}
+	})
+}
+
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }

@@ -1,0 +1,136 @@
+// Package testpeer holds what the end-to-end tests run against: an
+// in-process Caddy with the plugin, real SRT peers (gosrt in process,
+// libsrt's tools and a small C caller out of process) and a UDP relay that
+// can lose chosen packets.
+package testpeer
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile" // the caddyfile adapter
+	_ "github.com/mholt/caddy-l4/layer4"
+
+	_ "github.com/srtroute/caddy-l4-srt" // the plugin's modules
+)
+
+// caddyMu serialises tests that run Caddy: its running config is global.
+var caddyMu sync.Mutex
+
+// Proxy is an in-process Caddy running the layer4 app.
+type Proxy struct {
+	// Addr is the UDP address the SRT listener is on.
+	Addr string
+	// Admin is the admin API address, "" when disabled.
+	Admin string
+	t     testing.TB
+}
+
+// Options shape a proxy config.
+type Options struct {
+	// Listen overrides the listener address (default 127.0.0.1 and a free port).
+	Listen string
+	// Admin enables the admin API on a free localhost port.
+	Admin bool
+}
+
+// StartProxy starts Caddy with one layer4 UDP server whose only route
+// sends SRT handshakes to the srt handler configured by handler (the
+// handler's JSON object without the "handler" key).
+func StartProxy(t testing.TB, handler map[string]any, opt Options) *Proxy {
+	t.Helper()
+	caddyMu.Lock()
+	p := &Proxy{t: t, Addr: opt.Listen}
+	if p.Addr == "" {
+		p.Addr = "127.0.0.1:" + strconv.Itoa(FreeUDPPort(t))
+	}
+	if opt.Admin {
+		p.Admin = "127.0.0.1:" + strconv.Itoa(FreeTCPPort(t))
+	}
+	if err := caddy.Load(p.Config(handler), true); err != nil {
+		caddyMu.Unlock()
+		t.Fatalf("starting caddy: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping caddy: %v", err)
+		}
+		caddyMu.Unlock()
+	})
+	return p
+}
+
+// Config renders the full Caddy JSON config for handler.
+func (p *Proxy) Config(handler map[string]any) []byte {
+	h := map[string]any{"handler": "srt"}
+	for k, v := range handler {
+		h[k] = v
+	}
+	admin := map[string]any{"disabled": true, "config": map[string]any{"persist": false}}
+	if p.Admin != "" {
+		admin = map[string]any{"listen": p.Admin, "config": map[string]any{"persist": false}}
+	}
+	level := os.Getenv("SRT_TEST_LOG")
+	if level == "" {
+		level = "INFO"
+	}
+	cfg := map[string]any{
+		"admin":   admin,
+		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": level}}},
+		"apps": map[string]any{
+			"layer4": map[string]any{
+				"servers": map[string]any{
+					"srt": map[string]any{
+						"listen": []string{"udp/" + p.Addr},
+						"routes": []any{map[string]any{
+							"match":  []any{map[string]any{"srt": map[string]any{}}},
+							"handle": []any{h},
+						}},
+					},
+				},
+			},
+		},
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return b
+}
+
+// Reload replaces the running config the way an operator does: a POST to
+// the admin API's /load endpoint.
+func (p *Proxy) Reload(handler map[string]any) error {
+	if p.Admin == "" {
+		return fmt.Errorf("reload needs the admin API")
+	}
+	return postJSON("http://"+p.Admin+"/load", p.Config(handler))
+}
+
+// FreeUDPPort returns a UDP port that was free a moment ago.
+func FreeUDPPort(t testing.TB) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// FreeTCPPort returns a TCP port that was free a moment ago.
+func FreeTCPPort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

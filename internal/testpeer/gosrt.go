@@ -1,0 +1,70 @@
+package testpeer
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	srt "github.com/datarhei/gosrt"
+)
+
+// DialOptions tune a gosrt caller.
+type DialOptions struct {
+	Passphrase string
+	// Timeout is the connect timeout (gosrt's default is 3 s).
+	Timeout time.Duration
+}
+
+// Dial connects a gosrt caller to addr with the given stream ID.
+func Dial(addr, streamID string, o DialOptions) (srt.Conn, error) {
+	cfg := srt.DefaultConfig()
+	cfg.StreamId = streamID
+	if o.Passphrase != "" {
+		cfg.Passphrase = o.Passphrase
+	}
+	if o.Timeout > 0 {
+		cfg.ConnectionTimeout = o.Timeout
+	}
+	return srt.Dial("srt", addr, cfg)
+}
+
+var rejectRe = regexp.MustCompile(`connection rejected: REJECT \(([0-9a-v]+)\)`)
+
+// RejectReason extracts the rejection reason from a gosrt Dial error, in
+// libsrt's API numbering (what srt_getrejectreason() would return: the
+// wire value minus 1000). gosrt prints unknown handshake types in base 32.
+func RejectReason(err error) (uint32, bool) {
+	if err == nil {
+		return 0, false
+	}
+	m := rejectRe.FindStringSubmatch(err.Error())
+	if m == nil {
+		return 0, false
+	}
+	wire, perr := strconv.ParseUint(m[1], 32, 32)
+	if perr != nil || wire < 1000 {
+		return 0, false
+	}
+	return uint32(wire) - 1000, true
+}
+
+func postJSON(url string, body []byte) error {
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return fmt.Errorf("POST %s: %s: %s", url, resp.Status, b.String())
+	}
+	return nil
+}
+
+// ErrNoTool reports a missing external peer.
+var ErrNoTool = errors.New("tool not installed")

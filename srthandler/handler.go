@@ -1,0 +1,569 @@
+// Package srthandler implements the layer4.handlers.srt module: it answers
+// an SRT caller's induction with a keyed cookie, reads the stream ID from
+// its conclusion, picks a route and an upstream, replays the handshake to
+// that upstream, and relays the session without terminating SRT.
+package srthandler
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/mholt/caddy-l4/layer4"
+	"go.uber.org/zap"
+
+	"github.com/srtroute/caddy-l4-srt/internal/cookie"
+	"github.com/srtroute/caddy-l4-srt/internal/handshake"
+	"github.com/srtroute/caddy-l4-srt/internal/session"
+	"github.com/srtroute/caddy-l4-srt/internal/streamid"
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+func init() {
+	caddy.RegisterModule(&Handler{})
+}
+
+// Defaults.
+const (
+	DefaultHandshakeTimeout = 2 * time.Second
+	DefaultIdleTimeout      = 30 * time.Second
+)
+
+// conclusionWait is how long a handler that answered an induction waits
+// for the conclusion on the same caddy-l4 connection. It only closes a
+// race: a conclusion arriving after the connection is gone starts a new
+// one and is checked against its cookie all the same. caddy-l4's packet
+// deadlines have one-second precision, so this must be at least that.
+const conclusionWait = 2 * time.Second
+
+// maxWaiting bounds the handlers waiting for a conclusion; past it an
+// induction is answered and its connection let go at once.
+const maxWaiting = 1024
+
+var waiting atomic.Int64
+
+// Handler is the srt layer4 handler. Caddyfile syntax:
+//
+//	srt {
+//		handshake_timeout <duration>   # default 2s
+//		idle_timeout      <duration>   # default 30s
+//		data_path         socket|listener
+//		route {
+//			stream_id        <glob...>
+//			stream_id_regexp <regexp>
+//			resource         <glob...>
+//			host             <glob...>
+//			user             <glob...>
+//			mode             publish|request|bidirectional ...
+//			to        <upstream...>
+//			lb_policy stream_hash|round_robin|random|first|least_sessions
+//			reject    <name|code>
+//		}
+//	}
+type Handler struct {
+	// HandshakeTimeout bounds the handshake with the upstream; the caller
+	// gets a rejection when it runs out. Default 2s (callers give up at 3s).
+	HandshakeTimeout caddy.Duration `json:"handshake_timeout,omitempty"`
+	// IdleTimeout ends a session after this long without a packet either
+	// way. Default 30s.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+	// DataPath is "socket" (default): each session gets a UDP socket of its
+	// own, connected to the caller; or "listener": sessions relay through
+	// the caddy-l4 connection they came in on (slower; for systems where
+	// the socket cannot be made, and for testing that path).
+	DataPath string `json:"data_path,omitempty"`
+	// Routes are tried in order; the first that matches decides.
+	Routes []*Route `json:"routes,omitempty"`
+
+	logger   *zap.Logger
+	gate     *handshake.Gate
+	registry *session.Registry
+}
+
+// CaddyModule returns the Caddy module information.
+func (*Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "layer4.handlers.srt",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets defaults and compiles the routes.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.HandshakeTimeout == 0 {
+		h.HandshakeTimeout = caddy.Duration(DefaultHandshakeTimeout)
+	}
+	if h.IdleTimeout == 0 {
+		h.IdleTimeout = caddy.Duration(DefaultIdleTimeout)
+	}
+	for i, r := range h.Routes {
+		if err := r.provision(); err != nil {
+			return fmt.Errorf("srt route %d: %w", i, err)
+		}
+	}
+	h.gate = &handshake.Gate{Jar: cookie.Process()}
+	h.registry = session.Default
+	return nil
+}
+
+// Validate checks the handler's options.
+func (h *Handler) Validate() error {
+	if h.HandshakeTimeout < 0 || h.IdleTimeout < 0 {
+		return errors.New("srt: timeouts must not be negative")
+	}
+	switch h.DataPath {
+	case "", "socket", "listener":
+	default:
+		return fmt.Errorf("srt: data_path %q: want socket or listener", h.DataPath)
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens; see Handler
+// for the syntax.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	_, wrapper := d.Next(), d.Val()
+	if d.CountRemainingArgs() > 0 {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if opt != "route" && seen[opt] {
+			return d.Errf("%s: option '%s' given twice", wrapper, opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "handshake_timeout", "idle_timeout":
+			if d.CountRemainingArgs() != 1 {
+				return d.ArgErr()
+			}
+			d.NextArg()
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("%s: %s: %v", wrapper, opt, err)
+			}
+			if opt == "handshake_timeout" {
+				h.HandshakeTimeout = caddy.Duration(dur)
+			} else {
+				h.IdleTimeout = caddy.Duration(dur)
+			}
+		case "data_path":
+			if d.CountRemainingArgs() != 1 {
+				return d.ArgErr()
+			}
+			d.NextArg()
+			h.DataPath = d.Val()
+		case "route":
+			r := new(Route)
+			if err := r.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+			h.Routes = append(h.Routes, r)
+		default:
+			return d.Errf("unrecognized %s option '%s'", wrapper, opt)
+		}
+	}
+	return nil
+}
+
+func (r *Route) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.CountRemainingArgs() > 0 {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("route: option '%s' given twice", opt)
+		}
+		seen[opt] = true
+		args := d.RemainingArgs()
+		one := func() (string, error) {
+			if len(args) != 1 {
+				return "", d.ArgErr()
+			}
+			return args[0], nil
+		}
+		var err error
+		switch opt {
+		case "stream_id":
+			r.StreamID = args
+		case "resource":
+			r.Resource = args
+		case "host":
+			r.Host = args
+		case "user":
+			r.User = args
+		case "mode":
+			r.Mode = args
+		case "to":
+			r.To = args
+		case "stream_id_regexp":
+			r.StreamIDRegexp, err = one()
+		case "lb_policy":
+			r.LBPolicy, err = one()
+		case "reject":
+			var v string
+			v, err = one()
+			r.Reject = Rejection(v)
+		default:
+			return d.Errf("unrecognized route option '%s'", opt)
+		}
+		if err != nil {
+			return err
+		}
+		if len(args) == 0 {
+			return d.Errf("route: option '%s' needs a value", opt)
+		}
+		if d.NextBlock(d.Nesting()) {
+			return d.Errf("route: option '%s' takes no block", opt)
+		}
+	}
+	return nil
+}
+
+// Handle serves one caddy-l4 connection: the first datagrams of a caller,
+// or a datagram of a session that already exists.
+func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
+	caller, ok := session.CallerKey(cx.RemoteAddr())
+	if !ok {
+		return nil
+	}
+	buf := make([]byte, wire.MaxDatagram)
+	n, err := cx.Read(buf)
+	if err != nil || n == 0 {
+		return nil
+	}
+	if s := h.registry.Lookup(caller); s != nil {
+		h.rejoin(cx, s, buf[:n])
+		return nil
+	}
+	answered := false
+	for {
+		pkt := buf[:n]
+		now := time.Now()
+		d := h.gate.Inspect(caller, pkt, now, nil)
+		switch d.Verdict {
+		case handshake.Conclude:
+			h.conclude(cx, caller, pkt, &d, now)
+			return nil
+		case handshake.Reply:
+			if _, err := cx.Conn.Write(d.Reply); err != nil {
+				h.logger.Debug("answering caller", zap.Stringer("caller", caller), zap.Error(err))
+				return nil
+			}
+			if t, _ := wire.HandshakeTypeOf(pkt); t != wire.HSInduction {
+				h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
+				return nil
+			}
+			answered = true
+		default:
+			h.logger.Debug("dropped datagram", zap.Stringer("caller", caller), zap.String("why", d.Why), zap.Int("size", len(pkt)))
+			if !answered {
+				return nil
+			}
+		}
+		if n, err = h.awaitConclusion(cx, buf); err != nil {
+			return nil
+		}
+	}
+}
+
+// awaitConclusion reads the caller's next datagram after an induction.
+func (h *Handler) awaitConclusion(cx *layer4.Connection, buf []byte) (int, error) {
+	if waiting.Add(1) > maxWaiting {
+		waiting.Add(-1)
+		return 0, errors.New("too many callers waiting")
+	}
+	defer waiting.Add(-1)
+	if err := cx.SetReadDeadline(time.Now().Add(conclusionWait)); err != nil {
+		return 0, err
+	}
+	n, err := cx.Read(buf)
+	_ = cx.SetReadDeadline(time.Time{})
+	if err == nil && n == 0 {
+		err = errOversize
+	}
+	return n, err
+}
+
+var errOversize = errors.New("datagram larger than caddy-l4 can deliver")
+
+// conclude routes a caller whose conclusion carried a valid cookie.
+func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []byte, d *handshake.Decision, received time.Time) {
+	hs := &d.Handshake
+	info := streamid.Parse(d.Conclusion.StreamID)
+	repl := cx.Replacer()
+	setPlaceholders(repl, &info)
+	log := h.logger.With(
+		zap.String("stream_id", info.Raw),
+		zap.Stringer("caller", caller),
+		zap.Uint32("caller_socket", hs.SocketID),
+	)
+	if hs.Version < 5 {
+		log = log.With(zap.Uint32("handshake_version", hs.Version))
+	}
+
+	idx, route := h.match(&info)
+	if route == nil {
+		h.reject(cx, hs, wire.RejXNotFound, log, "no route matched")
+		return
+	}
+	log = log.With(zap.Int("route", idx))
+	if route.reason != 0 {
+		h.reject(cx, hs, route.reason, log, route.describe(idx))
+		return
+	}
+	candidates, err := pick(route, &info, repl)
+	if err != nil {
+		log.Error("choosing upstream", zap.Error(err))
+		h.reject(cx, hs, wire.RejXInternalError, log, err.Error())
+		return
+	}
+
+	stopDraining := drainCaller(cx)
+	res, err := h.splice(&callerHello{hs: hs, conclusion: pkt, received: received, caller: caller}, candidates, log)
+	stopDraining()
+	if err != nil {
+		h.reject(cx, hs, wire.RejXDown, log, err.Error())
+		return
+	}
+	log = log.With(zap.String("upstream", res.state.addr))
+	repl.Set("l4.srt.upstream", res.state.addr)
+	if res.rejected {
+		res.state.sessions.Add(-1)
+		if _, err := cx.Conn.Write(res.response); err != nil {
+			log.Debug("passing rejection to caller", zap.Error(err))
+		}
+		log.Info("upstream rejected caller", zap.Stringer("reason", res.reason), zap.Uint32("code", uint32(res.reason)))
+		return
+	}
+	h.establish(cx, caller, hs, &info, idx, res, log)
+}
+
+// establish turns an accepted splice into a live session.
+func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wire.Handshake, info *streamid.Info, route int, res *spliced, log *zap.Logger) {
+	var link session.Link
+	fast := false
+	if h.DataPath != "listener" {
+		conn, err := session.DialFrom(cx.LocalAddr(), caller)
+		if err == nil {
+			link, fast = conn, true
+		} else {
+			log.Debug("no session socket; relaying through the listener", zap.Error(err))
+		}
+	}
+	if link == nil {
+		link = &connLink{cx: cx}
+	}
+	log = log.With(zap.Uint32("upstream_socket", res.upstreamSocket))
+	if res.socketID != hs.SocketID {
+		log = log.With(zap.Uint32("substitute_socket", res.socketID))
+	}
+	substitute := uint32(0)
+	if res.socketID != hs.SocketID {
+		substitute = res.socketID
+	}
+	state := res.state
+	s := session.New(session.Config{
+		Caller:           caller,
+		CallerSocket:     hs.SocketID,
+		Upstream:         res.conn,
+		UpstreamAddr:     state.addr,
+		UpstreamSocket:   res.upstreamSocket,
+		SubstituteSocket: substitute,
+		Response:         res.response,
+		IdleTimeout:      time.Duration(h.IdleTimeout),
+		Gate:             h.gate,
+		Logger:           log,
+		Info:             &SessionInfo{Stream: *info, Route: route},
+		OnEnd: func(s *session.Session) {
+			state.sessions.Add(-1)
+			reason, err := s.Reason()
+			st := s.Stats()
+			fields := []zap.Field{
+				zap.String("session", s.ID),
+				zap.String("reason", string(reason)),
+				zap.Duration("duration", time.Since(s.Started)),
+				zap.Uint64("packets_from_caller", st.FromCaller),
+				zap.Uint64("bytes_from_caller", st.FromCallerBytes),
+				zap.Uint64("packets_from_upstream", st.FromUpstream),
+				zap.Uint64("bytes_from_upstream", st.FromUpstreamBytes),
+			}
+			if err != nil {
+				fields = append(fields, zap.Error(err))
+			}
+			log.Info("session ended", fields...)
+		},
+	})
+	if err := s.Start(h.registry, link, fast); err != nil {
+		// Another handler registered this caller first.
+		state.sessions.Add(-1)
+		res.conn.Close()
+		if fast {
+			link.Close()
+		}
+		h.reject(cx, hs, wire.RejXConflict, log, err.Error())
+		return
+	}
+	repl := cx.Replacer()
+	repl.Set("l4.srt.session_id", s.ID)
+	if _, err := link.Write(res.response); err != nil {
+		log.Debug("sending conclusion response to caller", zap.Error(err))
+	}
+	log.Info("session established", zap.String("session", s.ID), zap.Bool("session_socket", fast))
+	if fast {
+		// What caddy-l4 queued for this caller before the session socket
+		// existed still belongs to the session.
+		buf := make([]byte, wire.MaxDatagram)
+		for cx.HasMore() {
+			n, err := cx.Read(buf)
+			if err != nil || n == 0 {
+				break
+			}
+			s.FromCaller(buf[:n])
+		}
+		return
+	}
+	s.ServeLink(link)
+}
+
+// rejoin hands a datagram that reached the listener to the session of its
+// caller: one in flight while the session socket was being made, or, for
+// a session relaying through the listener, the first after a reload gave
+// the caller a new caddy-l4 connection.
+func (h *Handler) rejoin(cx *layer4.Connection, s *session.Session, first []byte) {
+	if s.FastPath() {
+		s.FromCaller(first)
+		buf := make([]byte, wire.MaxDatagram)
+		for cx.HasMore() {
+			n, err := cx.Read(buf)
+			if err != nil || n == 0 {
+				break
+			}
+			s.FromCaller(buf[:n])
+		}
+		return
+	}
+	link := &connLink{cx: cx}
+	s.Attach(link)
+	s.FromCaller(first)
+	s.ServeLink(link)
+}
+
+// match returns the first route that matches.
+func (h *Handler) match(info *streamid.Info) (int, *Route) {
+	for i, r := range h.Routes {
+		if r.matches(info) {
+			return i, r
+		}
+	}
+	return -1, nil
+}
+
+// leastSessionsMu makes ordering by session count and taking a count one
+// step, so that concurrent callers do not all pick the same upstream.
+var leastSessionsMu sync.Mutex
+
+// pick orders the route's upstreams for this caller and takes a session
+// count on the first.
+func pick(r *Route, info *streamid.Info, repl *caddy.Replacer) ([]*upstreamState, error) {
+	pool := make([]*upstreamState, 0, len(r.upstreams))
+	for _, u := range r.upstreams {
+		addr, err := u.resolve(repl)
+		if err != nil {
+			return nil, err
+		}
+		pool = append(pool, stateOf(addr))
+	}
+	key := info.Host + "\x00" + info.Resource
+	if _, ok := r.policy.(LeastSessions); ok {
+		leastSessionsMu.Lock()
+		defer leastSessionsMu.Unlock()
+	}
+	r.policy.Order(pool, key)
+	pool[0].sessions.Add(1)
+	return pool, nil
+}
+
+func (h *Handler) reject(cx *layer4.Connection, hs *wire.Handshake, reason wire.RejectReason, log *zap.Logger, why string) {
+	if _, err := cx.Conn.Write(handshake.RejectionFor(nil, hs, reason, time.Now())); err != nil {
+		log.Debug("sending rejection", zap.Error(err))
+	}
+	log.Info("rejected caller", zap.Stringer("reason", reason), zap.Uint32("code", uint32(reason)), zap.String("why", why))
+}
+
+// drainCaller keeps reading the caller while the upstream handshake runs:
+// a libsrt caller repeats its conclusion every 250 ms, and a caddy-l4
+// connection whose queue fills stalls the whole listener. The repeats need
+// no answer until the upstream's response exists.
+func drainCaller(cx *layer4.Connection) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, wire.MaxDatagram)
+		for {
+			if n, err := cx.Read(buf); err != nil || n == 0 {
+				return
+			}
+		}
+	}()
+	return func() {
+		_ = cx.SetReadDeadline(time.Now())
+		<-done
+		_ = cx.SetReadDeadline(time.Time{})
+	}
+}
+
+// connLink relays a session through the caddy-l4 connection its caller
+// came in on.
+type connLink struct{ cx *layer4.Connection }
+
+func (l *connLink) Read(b []byte) (int, error) {
+	n, err := l.cx.Read(b)
+	if err == nil && n == 0 {
+		err = errOversize
+	}
+	return n, err
+}
+
+// Write goes straight to the underlying packet connection, which is safe
+// for concurrent use, unlike the Connection's byte counters.
+func (l *connLink) Write(b []byte) (int, error) { return l.cx.Conn.Write(b) }
+
+// Close unblocks Read; the connection itself belongs to caddy-l4.
+func (l *connLink) Close() error { return l.cx.SetReadDeadline(time.Now()) }
+
+// SessionInfo is what the handler records about a session.
+type SessionInfo struct {
+	Stream streamid.Info
+	Route  int
+}
+
+func setPlaceholders(repl *caddy.Replacer, info *streamid.Info) {
+	repl.Set("l4.srt.stream_id", info.Raw)
+	repl.Set("l4.srt.resource", info.Resource)
+	repl.Set("l4.srt.host", info.Host)
+	repl.Set("l4.srt.user", info.User)
+	repl.Set("l4.srt.mode", info.Mode)
+	repl.Set("l4.srt.session", info.Session)
+	repl.Set("l4.srt.type", info.Type)
+	for k, v := range info.Keys {
+		repl.Set("l4.srt.key."+k, v)
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*Handler)(nil)
+	_ caddy.Validator       = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ layer4.NextHandler    = (*Handler)(nil)
+)

@@ -1,0 +1,209 @@
+package srthandler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/srtroute/caddy-l4-srt/internal/handshake"
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+// spliced is an upstream's answer to a replayed handshake.
+type spliced struct {
+	conn  *net.UDPConn // connected to the upstream; nil after a rejection
+	state *upstreamState
+	// socketID is the ID the upstream knows the caller by: the caller's
+	// own, or a substitute after a retried handshake.
+	socketID       uint32
+	upstreamSocket uint32
+	response       []byte
+	rejected       bool
+	reason         wire.RejectReason
+}
+
+// callerHello is the caller's side of a splice.
+type callerHello struct {
+	hs         *wire.Handshake
+	conclusion []byte
+	received   time.Time
+	caller     netip.AddrPort
+}
+
+// conclusionSendsPerAttempt is how often a conclusion is sent on one
+// socket before the handshake is restarted on a fresh socket with a fresh
+// socket ID. libsrt listeners answer a repeated conclusion, so one resend
+// usually suffices; gosrt listeners and one-shot libsrt listeners
+// (srt-live-transmit) never answer a repeat, and only a handshake that
+// looks new to them recovers from a lost response.
+const conclusionSendsPerAttempt = 3
+
+var (
+	errUpstreamTimeout = errors.New("upstream did not answer the handshake in time")
+	errUpstreamSilent  = errors.New("upstream did not answer the induction")
+)
+
+// splice replays the caller's handshake to each candidate in turn until one
+// accepts or rejects it, all within the handshake timeout. The first
+// candidate arrives with its session count taken (see pick); splice takes
+// the count of each further one it tries and gives back the count of each
+// that fails, so the count of the one that answered passes to the caller.
+func (h *Handler) splice(c *callerHello, candidates []*upstreamState, log *zap.Logger) (*spliced, error) {
+	deadline := c.received.Add(time.Duration(h.HandshakeTimeout))
+	var lastErr error = errUpstreamTimeout
+	for i, up := range candidates {
+		now := time.Now()
+		if !now.Before(deadline) {
+			break
+		}
+		// Every candidate but the last must answer its induction within
+		// half of what is left, so that a silent one leaves time for the next.
+		inductionBy := deadline
+		if i < len(candidates)-1 {
+			inductionBy = now.Add(max(deadline.Sub(now)/2, 500*time.Millisecond))
+			inductionBy = minTime(inductionBy, deadline)
+		}
+		if i > 0 {
+			up.sessions.Add(1)
+		}
+		res, err := h.replay(c, up, inductionBy, deadline, log)
+		if err == nil {
+			return res, nil
+		}
+		up.sessions.Add(-1)
+		lastErr = err
+		log.Warn("upstream handshake failed", zap.String("upstream", up.addr), zap.Error(err))
+	}
+	return nil, lastErr
+}
+
+// replay runs the handshake with one upstream.
+func (h *Handler) replay(c *callerHello, up *upstreamState, inductionBy, deadline time.Time, log *zap.Logger) (*spliced, error) {
+	socketID := c.hs.SocketID
+	buf := make([]byte, wire.MaxDatagram)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		nc, err := (&net.Dialer{}).DialContext(ctx, "udp", up.addr)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("dialing upstream %s: %w", up.addr, err)
+		}
+		conn := nc.(*net.UDPConn)
+		upIP := conn.RemoteAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		d, err := handshake.NewDialer(handshake.DialerConfig{
+			Conclusion: c.conclusion,
+			Received:   c.received,
+			SocketID:   socketID,
+			UpstreamIP: upIP,
+			CallerIP:   c.caller.Addr(),
+		})
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		res, retry, err := h.runAttempt(conn, d, up, inductionBy, deadline, buf)
+		if err != nil || !retry {
+			if res == nil || res.rejected {
+				conn.Close()
+			}
+			if res != nil {
+				res.socketID = socketID
+			}
+			return res, err
+		}
+		conn.Close()
+		socketID = substituteSocketID(c.hs.SocketID)
+		log.Debug("upstream did not answer the conclusion; restarting the handshake with a new socket ID",
+			zap.String("upstream", up.addr), zap.Int("attempt", attempt+1), zap.Uint32("substitute_socket", socketID))
+	}
+}
+
+// runAttempt drives one Dialer over one socket. retry asks for a fresh
+// attempt; otherwise res or err is final.
+func (h *Handler) runAttempt(conn *net.UDPConn, d *handshake.Dialer, up *upstreamState, inductionBy, deadline time.Time, buf []byte) (res *spliced, retry bool, err error) {
+	if _, err := conn.Write(d.Start(time.Now())); err != nil {
+		return nil, false, upstreamWriteError(up, err)
+	}
+	for {
+		wake := minTime(d.NextRetry(), deadline)
+		if !d.InConclusion() {
+			wake = minTime(wake, inductionBy)
+		}
+		if err := conn.SetReadDeadline(wake); err != nil {
+			return nil, false, err
+		}
+		n, err := conn.Read(buf)
+		now := time.Now()
+		if err != nil {
+			switch {
+			case errors.Is(err, os.ErrDeadlineExceeded):
+			case errors.Is(err, syscall.ECONNREFUSED):
+				return nil, false, fmt.Errorf("upstream %s refused the handshake (nothing listens there)", up.addr)
+			default:
+				return nil, false, fmt.Errorf("reading from upstream %s: %w", up.addr, err)
+			}
+			switch {
+			case !now.Before(deadline):
+				return nil, false, errUpstreamTimeout
+			case !d.InConclusion() && !now.Before(inductionBy):
+				return nil, false, errUpstreamSilent
+			case d.InConclusion() && d.ConclusionSends() >= conclusionSendsPerAttempt && !now.Before(d.NextRetry()):
+				return nil, true, nil
+			}
+			if p := d.Retry(now); p != nil {
+				if _, err := conn.Write(p); err != nil {
+					return nil, false, upstreamWriteError(up, err)
+				}
+			}
+			continue
+		}
+		switch d.Receive(now, buf[:n]) {
+		case handshake.Send:
+			if _, err := conn.Write(d.Packet()); err != nil {
+				return nil, false, upstreamWriteError(up, err)
+			}
+		case handshake.Accepted:
+			if err := conn.SetReadDeadline(time.Time{}); err != nil {
+				return nil, false, err
+			}
+			resp := d.Response()
+			hs, _ := wire.ParseHandshake(resp)
+			return &spliced{conn: conn, state: up, upstreamSocket: hs.SocketID, response: resp}, false, nil
+		case handshake.Rejected:
+			return &spliced{state: up, response: d.Response(), rejected: true, reason: d.RejectReason()}, false, nil
+		}
+	}
+}
+
+func upstreamWriteError(up *upstreamState, err error) error {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("upstream %s refused the handshake (nothing listens there)", up.addr)
+	}
+	return fmt.Errorf("writing to upstream %s: %w", up.addr, err)
+}
+
+// substituteSocketID picks a socket ID for a retried handshake. libsrt
+// reads bit 30 as "group", so IDs stay below it, like libsrt's own.
+func substituteSocketID(not uint32) uint32 {
+	for {
+		id := rand.Uint32N(1<<30-1) + 1
+		if id != not {
+			return id
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,81 @@
+// Package srtmatcher implements the layer4.matchers.srt module.
+package srtmatcher
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/mholt/caddy-l4/layer4"
+
+	"github.com/srtroute/caddy-l4-srt/internal/session"
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+func init() {
+	caddy.RegisterModule(&MatchSRT{})
+}
+
+// MatchSRT matches a datagram that opens an SRT caller handshake (a
+// handshake addressed to a listener: destination socket 0, version 4 or
+// 5), and any datagram from a caller whose session this process already
+// relays, so a session relaying through the listener survives a reload.
+// Caddyfile syntax:
+//
+//	srt
+type MatchSRT struct{}
+
+// CaddyModule returns the Caddy module information.
+func (*MatchSRT) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "layer4.matchers.srt",
+		New: func() caddy.Module { return new(MatchSRT) },
+	}
+}
+
+// Match looks at the first datagram only, through MatchingBytes: caddy-l4
+// v0.1.2 prefetches at most 2048 bytes of a datagram, and a Read of a
+// longer one returns 0, nil forever, which would spin a core. SRT packets
+// are never larger than the MTU, so anything that fills the prefetch
+// buffer is not SRT.
+func (m *MatchSRT) Match(cx *layer4.Connection) (bool, error) {
+	b := cx.MatchingBytes()
+	if len(b) == 0 {
+		return false, layer4.ErrConsumedAllPrefetchedBytes
+	}
+	if len(b) > wire.MaxMTU {
+		return false, nil
+	}
+	if caller, ok := session.CallerKey(cx.RemoteAddr()); ok && session.Default.Lookup(caller) != nil {
+		return true, nil
+	}
+	return IsCallerHandshake(b), nil
+}
+
+// IsCallerHandshake reports whether b is a handshake a caller sends to a
+// listener.
+func IsCallerHandshake(b []byte) bool {
+	if _, ok := wire.HandshakeTypeOf(b); !ok || wire.DestSocketOf(b) != 0 {
+		return false
+	}
+	hs, err := wire.ParseHandshake(b)
+	return err == nil && (hs.Version == 4 || hs.Version == 5)
+}
+
+// UnmarshalCaddyfile sets up the matcher from Caddyfile tokens. Syntax:
+//
+//	srt
+func (m *MatchSRT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	_, wrapper := d.Next(), d.Val()
+	if d.CountRemainingArgs() > 0 {
+		return d.ArgErr()
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Errf("malformed layer4 connection matcher '%s': blocks are not supported", wrapper)
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ layer4.ConnMatcher    = (*MatchSRT)(nil)
+	_ caddyfile.Unmarshaler = (*MatchSRT)(nil)
+)
