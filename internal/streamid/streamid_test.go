@@ -1,0 +1,206 @@
+package streamid
+
+import (
+	"flag"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+	"github.com/srtroute/caddy-l4-srt/internal/wire/wiretest"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want Info // Raw is filled in from raw
+	}{
+		// Plain IDs name the resource, whatever they contain.
+		{"", Info{Mode: ModeRequest, Type: "stream"}},
+		{"live/stream", Info{Resource: "live/stream", Mode: ModeRequest, Type: "stream"}},
+		{"hello", Info{Resource: "hello", Mode: ModeRequest, Type: "stream"}},
+		{"publish:cam1", Info{Resource: "publish:cam1", Mode: ModeRequest, Type: "stream"}},
+		{"r=live,m=publish", Info{Resource: "r=live,m=publish", Mode: ModeRequest, Type: "stream"}},
+		{"#!:r=x", Info{Resource: "#!:r=x", Mode: ModeRequest, Type: "stream"}},
+		{" #!::r=x", Info{Resource: " #!::r=x", Mode: ModeRequest, Type: "stream"}},
+
+		// Access-control syntax.
+		{"#!::", Info{Mode: ModeRequest, Type: "stream"}},
+		{"#!::r=live/cam1,m=publish", Info{Resource: "live/cam1", Mode: ModePublish, Type: "stream"}},
+		{"#!::u=admin,r=bluesbrothers1_hi", Info{Resource: "bluesbrothers1_hi", User: "admin", Mode: ModeRequest, Type: "stream"}},
+		{"#!::r=a,m=bidirectional,u=bob,h=example.com,s=sess-1,t=file", Info{
+			Resource: "a", Mode: ModeBidirectional, User: "bob", Host: "example.com", Session: "sess-1", Type: "file",
+		}},
+		{"#!::m=request,t=stream", Info{Mode: ModeRequest, Type: "stream"}},
+		{"#!::m=play", Info{Mode: "play", Type: "stream"}}, // kept, for routes to reject
+		{"#!::t=auth,u=x", Info{User: "x", Mode: ModeRequest, Type: "auth"}},
+		{"#!::r=a,x-token=abc,k2=", Info{Resource: "a", Mode: ModeRequest, Type: "stream", Keys: map[string]string{"x-token": "abc", "k2": ""}}},
+		{"#!::r=a=b=c,s=k=v", Info{Resource: "a=b=c", Session: "k=v", Mode: ModeRequest, Type: "stream"}},
+		{"#!::flag,r=x", Info{Resource: "x", Mode: ModeRequest, Type: "stream", Keys: map[string]string{"flag": ""}}},
+		{"#!::=v,r=x", Info{Resource: "x", Mode: ModeRequest, Type: "stream", Keys: map[string]string{"": "v"}}},
+		{"#!::,,r=x,,", Info{Resource: "x", Mode: ModeRequest, Type: "stream"}},
+		{"#!::r=first,r=second", Info{Resource: "second", Mode: ModeRequest, Type: "stream"}},
+		{"#!::R=x", Info{Mode: ModeRequest, Type: "stream", Keys: map[string]string{"R": "x"}}},
+		{"#!::r=straße/żółw,u=日本", Info{Resource: "straße/żółw", User: "日本", Mode: ModeRequest, Type: "stream"}},
+
+		// SRS's legacy h= forms.
+		{"#!::h=live/stream", Info{Resource: "live/stream", Mode: ModeRequest, Type: "stream"}},
+		{"#!::h=live/stream,m=publish", Info{Resource: "live/stream", Mode: ModePublish, Type: "stream"}},
+		{"#!::h=vhost/app/stream", Info{Host: "vhost", Resource: "app/stream", Mode: ModeRequest, Type: "stream"}},
+		{"#!::h=vhost/app/stream/extra", Info{Host: "vhost", Resource: "app/stream/extra", Mode: ModeRequest, Type: "stream"}},
+		{"#!::h=vhost/app/stream,m=publish", Info{Host: "vhost", Resource: "app/stream", Mode: ModePublish, Type: "stream"}},
+		{"#!::m=publish,h=vhost/app/stream", Info{Host: "vhost", Resource: "app/stream", Mode: ModePublish, Type: "stream"}},
+		// An r key wins: h stays a host even with slashes.
+		{"#!::h=vhost/app,r=live/x", Info{Host: "vhost/app", Resource: "live/x", Mode: ModeRequest, Type: "stream"}},
+		// h without a slash is a host.
+		{"#!::h=example.com", Info{Host: "example.com", Mode: ModeRequest, Type: "stream"}},
+		{"#!::h=/", Info{Resource: "/", Mode: ModeRequest, Type: "stream"}},
+	} {
+		t.Run(tc.raw, func(t *testing.T) {
+			want := tc.want
+			want.Raw = tc.raw
+			if got := Parse(tc.raw); !reflect.DeepEqual(got, want) {
+				t.Fatalf("Parse(%q) =\n %+v\nwant\n %+v", tc.raw, got, want)
+			}
+		})
+	}
+}
+
+func TestValidMode(t *testing.T) {
+	for m, want := range map[string]bool{
+		"request": true, "publish": true, "bidirectional": true,
+		"": false, "play": false, "Publish": false, "publish ": false,
+	} {
+		if ValidMode(m) != want {
+			t.Errorf("ValidMode(%q) = %v", m, !want)
+		}
+	}
+}
+
+// TestParseCaptured reads the stream IDs real callers sent
+// (../wire/testdata/captures).
+func TestParseCaptured(t *testing.T) {
+	want := map[string]Info{
+		"#!::r=live/ffmpeg,m=publish":      {Resource: "live/ffmpeg", Mode: ModePublish, Type: "stream"},
+		"live/secure":                      {Resource: "live/secure", Mode: ModeRequest, Type: "stream"},
+		"#!::r=live/cam1,m=publish":        {Resource: "live/cam1", Mode: ModePublish, Type: "stream"},
+		"#!::u=mallory,r=live/x":           {Resource: "live/x", User: "mallory", Mode: ModeRequest, Type: "stream"},
+		"live/retry":                       {Resource: "live/retry", Mode: ModeRequest, Type: "stream"},
+		"hello":                            {Resource: "hello", Mode: ModeRequest, Type: "stream"},
+		"#!::h=vhost/app/stream,m=publish": {Host: "vhost", Resource: "app/stream", Mode: ModePublish, Type: "stream"},
+		"#!::r=live/denied":                {Resource: "live/denied", Mode: ModeRequest, Type: "stream"},
+		"#!::h=żółw.example/app/straße,m=publish,x-key=a=b": {
+			Host: "żółw.example", Resource: "app/straße", Mode: ModePublish, Type: "stream", Keys: map[string]string{"x-key": "a=b"},
+		},
+	}
+	ids := capturedStreamIDs(t)
+	if len(ids) == 0 {
+		t.Fatal("no stream IDs in the captures")
+	}
+	for _, id := range ids {
+		w, ok := want[id]
+		if !ok {
+			t.Errorf("captured stream ID %q has no expectation", id)
+			continue
+		}
+		w.Raw = id
+		if got := Parse(id); !reflect.DeepEqual(got, w) {
+			t.Errorf("Parse(%q) =\n %+v\nwant\n %+v", id, got, w)
+		}
+	}
+}
+
+// capturedStreamIDs returns the distinct stream IDs of the callers'
+// conclusions in the captures.
+func capturedStreamIDs(t testing.TB) []string {
+	t.Helper()
+	caps, err := wiretest.LoadDir(wiretest.CapturesDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range caps {
+		for _, d := range c.Datagrams {
+			hs, err := wire.ParseHandshake(d.Bytes)
+			if err != nil || !d.FromCaller || hs.Type != wire.HSConclusion {
+				continue
+			}
+			info, err := wire.ParseConclusion(&hs)
+			if err != nil || !info.HasStreamID || seen[info.StreamID] {
+				continue
+			}
+			seen[info.StreamID] = true
+			out = append(out, info.StreamID)
+		}
+	}
+	return out
+}
+
+var writeCorpus = flag.Bool("write-corpus", false, "rewrite the capture-derived seeds in testdata/fuzz")
+
+// TestWriteSeedCorpus writes the captured stream IDs as seeds:
+//
+//	go test ./internal/streamid -run TestWriteSeedCorpus -write-corpus
+func TestWriteSeedCorpus(t *testing.T) {
+	if !*writeCorpus {
+		t.Skip("run with -write-corpus to rewrite testdata/fuzz")
+	}
+	for i, id := range capturedStreamIDs(t) {
+		if err := wiretest.WriteFuzzSeed("FuzzStreamIDParse", fmt.Sprintf("capture-%02d", i), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func FuzzStreamIDParse(f *testing.F) {
+	for _, s := range []string{"", "#!::", "#!::r=a,m=publish,u=b,h=c,s=d,t=file,x=y=z", "#!::h=a/b/c", "#!::h=a/b", "#!::h=/", "#!::,=,,"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		info := Parse(raw)
+		if info.Raw != raw || info.Mode == "" && !strings.Contains(raw, "m=") || info.Type == "" && !strings.Contains(raw, "t=") {
+			t.Fatalf("Parse(%q) = %+v", raw, info)
+		}
+		if !strings.HasPrefix(raw, Prefix) {
+			if !reflect.DeepEqual(info, Info{Raw: raw, Resource: raw, Mode: ModeRequest, Type: "stream"}) {
+				t.Fatalf("plain ID %q read as %+v", raw, info)
+			}
+			return
+		}
+		body := raw[len(Prefix):]
+		// Every value comes from the ID itself, and each key or value from
+		// one comma-separated pair.
+		for _, v := range []string{info.Resource, info.Host, info.User, info.Session} {
+			if !strings.Contains(body, v) || strings.Contains(v, ",") {
+				t.Fatalf("Parse(%q): value %q is not a piece of one pair", raw, v)
+			}
+		}
+		for k, v := range info.Keys {
+			if strings.ContainsAny(k, ",=") || strings.Contains(v, ",") || !strings.Contains(body, k+"="+v) && v != "" {
+				t.Fatalf("Parse(%q): custom key %q = %q", raw, k, v)
+			}
+			switch k {
+			case "r", "h", "u", "s", "m", "t":
+				t.Fatalf("Parse(%q): standard key %q among the custom keys", raw, k)
+			}
+		}
+		// The legacy h= reading applies only without a resource.
+		if info.Resource != "" && info.Host != "" && strings.Contains(info.Host, "/") && !strings.Contains(body, "r=") {
+			t.Fatalf("Parse(%q): host %q with a slash beside resource %q", raw, info.Host, info.Resource)
+		}
+		if utf8.ValidString(raw) {
+			for _, v := range []string{info.Resource, info.Host, info.User, info.Session, info.Mode, info.Type} {
+				if !utf8.ValidString(v) {
+					t.Fatalf("Parse(%q): split a UTF-8 sequence: %q", raw, v)
+				}
+			}
+		}
+		// Parsing is deterministic.
+		if again := Parse(raw); !reflect.DeepEqual(again, info) {
+			t.Fatalf("Parse(%q) is not deterministic", raw)
+		}
+	})
+}
