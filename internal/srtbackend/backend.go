@@ -18,11 +18,11 @@ import (
 
 // Conn describes one accepted caller.
 type Conn struct {
-	StreamID   string
-	Mode       string // publish or request
-	PeerSocket uint32 // the socket ID the caller presented
-	Remote     string
-	Accepted   time.Time
+	StreamID   string    `json:"stream_id"`
+	Mode       string    `json:"mode"`        // publish or request
+	PeerSocket uint32    `json:"peer_socket"` // the socket ID the caller presented
+	Remote     string    `json:"remote"`
+	Accepted   time.Time `json:"accepted"`
 }
 
 // Server is one SRT origin.
@@ -113,6 +113,29 @@ func (s *Server) Published(resource string) uint64 {
 		return st.published
 	}
 	return 0
+}
+
+// Snapshot is what a server has seen, as its stats endpoint reports it.
+type Snapshot struct {
+	Name      string            `json:"name"`
+	Addr      string            `json:"addr"`
+	Conns     []Conn            `json:"conns"`
+	Live      int               `json:"live"`
+	Published map[string]uint64 `json:"published"`
+}
+
+// Snapshot returns what the server has seen so far.
+func (s *Server) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := Snapshot{Name: s.Name, Addr: s.addr, Conns: append([]Conn(nil), s.conns...), Live: len(s.live),
+		Published: make(map[string]uint64)}
+	for r, st := range s.streams {
+		if st.published > 0 {
+			snap.Published[r] = st.published
+		}
+	}
+	return snap
 }
 
 // Bytes is the number of payload bytes received from all publishers.

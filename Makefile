@@ -1,0 +1,41 @@
+# caddy-l4-srt — build, test and demo.
+GO            ?= go
+XCADDY_VERSION = v0.4.5
+CADDY_VERSION  = v2.11.4
+CADDY_L4       = github.com/mholt/caddy-l4@v0.1.2
+DEMO          := .demo
+XCADDY        := $(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
+
+.PHONY: demo test run build fuzz clean
+
+## demo: build Caddy with the plugin, route real streams through it, show what went where
+demo: build
+	$(GO) build -o $(DEMO)/srt-backend ./internal/cmd/srt-backend
+	$(GO) run ./internal/cmd/demo -caddy $(DEMO)/caddy -backend $(DEMO)/srt-backend -config examples/demo/Caddyfile -logs $(DEMO)
+
+## build: Caddy with caddy-l4 and this plugin, via xcaddy, into .demo/caddy
+build:
+	mkdir -p $(DEMO)
+	$(XCADDY) build $(CADDY_VERSION) --with $(CADDY_L4) --with github.com/srtroute/caddy-l4-srt@v0.0.0=. --output $(DEMO)/caddy
+
+## test: everything CI runs (interop tests skip when srt-tools/ffmpeg are missing, unless SRT_INTEROP=required)
+test:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## run: the plugin under xcaddy with xcaddy.json (proxy on udp/:10080, admin API on localhost:2019)
+run:
+	$(XCADDY) run --config xcaddy.json
+
+## fuzz: run every fuzz target for FUZZTIME each
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in ./internal/wire ./internal/streamid ./internal/cookie ./internal/handshake; do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf $(DEMO)
