@@ -24,6 +24,7 @@ type Relay struct {
 	closed  bool
 	paused  atomic.Bool
 	dropped atomic.Int64
+	seen    atomic.Int64
 	wg      sync.WaitGroup
 }
 
@@ -64,7 +65,11 @@ func (r *Relay) Close() {
 	r.wg.Wait()
 }
 
+// Seen counts every datagram that reached the relay, either way.
+func (r *Relay) Seen() int64 { return r.seen.Load() }
+
 func (r *Relay) drop(toBackend bool, p []byte) bool {
+	r.seen.Add(1)
 	if r.paused.Load() || (r.Drop != nil && r.Drop(toBackend, p)) {
 		r.dropped.Add(1)
 		return true
