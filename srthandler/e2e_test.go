@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	srt "github.com/datarhei/gosrt"
-
 	"github.com/srtroute/caddy-l4-srt/internal/srtbackend"
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
 )
@@ -178,10 +176,17 @@ func TestDeadUpstreamIsRejectedInTime(t *testing.T) {
 }
 
 func TestPublishThenPlay(t *testing.T) {
+	for _, path := range dataPaths {
+		t.Run(path, func(t *testing.T) { testPublishThenPlay(t, path) })
+	}
+}
+
+func testPublishThenPlay(t *testing.T, dataPath string) {
 	b1 := startBackend(t, "b1")
 	b2 := startBackend(t, "b2")
 	p := testpeer.StartProxy(t, map[string]any{
-		"routes": []any{map[string]any{"to": to(b1.Addr(), b2.Addr())}},
+		"data_path": dataPath,
+		"routes":    []any{map[string]any{"to": to(b1.Addr(), b2.Addr())}},
 	}, testpeer.Options{})
 
 	pub, err := testpeer.Dial(p.Addr, "#!::r=live/show,m=publish", testpeer.DialOptions{})
@@ -240,5 +245,3 @@ func TestPublishThenPlay(t *testing.T) {
 		}
 	}
 }
-
-var _ srt.Conn

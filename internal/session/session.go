@@ -121,7 +121,7 @@ type Session struct {
 	reason   EndReason
 	endErr   error
 	loops    sync.WaitGroup
-	watchdog *time.Timer
+	watchdog atomic.Pointer[time.Timer]
 	finished chan struct{}
 }
 
@@ -383,10 +383,10 @@ func (s *Session) armWatchdog() {
 			return
 		}
 		if !s.ended() {
-			s.watchdog.Reset(s.idleCheck())
+			s.watchdog.Store(time.AfterFunc(s.idleCheck(), check))
 		}
 	}
-	s.watchdog = time.AfterFunc(s.idleCheck(), check)
+	s.watchdog.Store(time.AfterFunc(s.idleCheck(), check))
 }
 
 // End ends the session: SHUTDOWN to whichever side did not end it, sockets
@@ -395,8 +395,8 @@ func (s *Session) End(reason EndReason, err error) {
 	s.endOnce.Do(func() {
 		s.reason, s.endErr = reason, err
 		close(s.done)
-		if s.watchdog != nil {
-			s.watchdog.Stop()
+		if w := s.watchdog.Load(); w != nil {
+			w.Stop()
 		}
 		now := time.Now()
 		ts := handshake.Timestamp(now)

@@ -91,6 +91,20 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
+// Hangup closes every live connection (each sends a SHUTDOWN), keeping
+// the server listening.
+func (s *Server) Hangup() {
+	s.mu.Lock()
+	live := make([]srt.Conn, 0, len(s.live))
+	for c := range s.live {
+		live = append(live, c)
+	}
+	s.mu.Unlock()
+	for _, c := range live {
+		c.Close()
+	}
+}
+
 // Conns returns what the server accepted so far.
 func (s *Server) Conns() []Conn {
 	s.mu.Lock()

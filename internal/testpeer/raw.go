@@ -3,6 +3,7 @@ package testpeer
 import (
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func (c *RawCaller) Handshake(version uint32, streamID string, d time.Duration) 
 	resp := c.Recv(d)
 	hs, err := wire.ParseHandshake(resp)
 	if err != nil || hs.Type != wire.HSInduction {
-		c.t.Fatalf("raw caller: no induction response (%v)", err)
+		c.t.Fatalf("raw caller %d from %s: no induction response (%v): %x", c.SocketID, c.Conn.LocalAddr(), err, resp)
 	}
 	c.Send(c.Conclusion(version, hs.Cookie, streamID))
 	return c.Recv(d)
@@ -116,4 +117,25 @@ func OpenSockets(t testing.TB) int {
 		}
 	}
 	return n
+}
+
+// OurGoroutines counts the goroutines running the plugin's own code
+// (sessions, handlers); test code and libraries are not counted.
+func OurGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "caddy-l4-srt/internal/session.") || strings.Contains(g, "caddy-l4-srt/srthandler.") {
+			count++
+		}
+	}
+	return count
 }

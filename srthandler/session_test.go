@@ -1,0 +1,153 @@
+package srthandler_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/srtroute/caddy-l4-srt/internal/session"
+	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+var dataPaths = []string{"socket", "listener"}
+
+// settle waits until the plugin holds no session and runs no goroutine,
+// and the process's sockets are back to want.
+func settle(t *testing.T, sockets int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		live, ours, socks := session.Default.Len(), testpeer.OurGoroutines(), testpeer.OpenSockets(t)
+		if live == 0 && ours == 0 && socks <= sockets {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after all sessions ended: %d sessions live, %d plugin goroutines, %d sockets (baseline %d)",
+				live, ours, socks, sockets)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// 200 sessions, ended every way a session ends, leave nothing behind.
+func TestSessionsLeakNothing(t *testing.T) {
+	for _, path := range dataPaths {
+		t.Run(path, func(t *testing.T) {
+			b := startBackend(t, "b")
+			relay := testpeer.NewRelay(t, b.Addr())
+			p := testpeer.StartProxy(t, map[string]any{
+				"data_path":    path,
+				"idle_timeout": "1s",
+				"routes": []any{
+					map[string]any{"resource": []string{"idle/*"}, "to": to(relay.Addr)},
+					map[string]any{"to": to(b.Addr())},
+				},
+			}, testpeer.Options{})
+
+			warm, err := testpeer.Dial(p.Addr, "warmup", testpeer.DialOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			warm.Close()
+			settle(t, 1<<30)
+			sockets := testpeer.OpenSockets(t)
+
+			// 80 ended by the caller's SHUTDOWN.
+			for i := range 80 {
+				c, err := testpeer.Dial(p.Addr, fmt.Sprintf("#!::r=caller/%d,m=publish", i), testpeer.DialOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Write(make([]byte, 1316))
+				c.Close()
+			}
+			// 80 ended by the upstream's SHUTDOWN, in batches: gosrt peers
+			// ACK every 10 ms, and 160 of them at once starve a 2-core
+			// machine under the race detector.
+			for batch := range 4 {
+				var conns []interface{ Close() error }
+				for i := range 20 {
+					c, err := testpeer.Dial(p.Addr, fmt.Sprintf("#!::r=upstream/%d-%d,m=publish", batch, i), testpeer.DialOptions{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					conns = append(conns, c)
+				}
+				waitFor(t, 5*time.Second, "20 live upstream-side connections", func() bool { return b.Live() >= 20 })
+				b.Hangup()
+				waitFor(t, 5*time.Second, "the upstream to end its sessions", func() bool { return session.Default.Len() == 0 })
+				for _, c := range conns {
+					c.Close()
+				}
+			}
+			// 40 that go silent both ways and end by idle timeout. Their
+			// sockets stay open meanwhile: a closed one's port could be
+			// reused by the next caller while its session still lives.
+			var raws []*testpeer.RawCaller
+			for i := range 40 {
+				c := testpeer.NewRawCaller(t, p.Addr, uint32(1000+i))
+				resp, err := wire.ParseHandshake(c.Handshake(5, fmt.Sprintf("idle/%d", i), 2*time.Second))
+				if err != nil || resp.Type != wire.HSConclusion {
+					t.Fatalf("idle caller %d: no conclusion response: %v", i, err)
+				}
+				raws = append(raws, c)
+			}
+			relay.Pause()
+			// The relay's sockets are the test's own, not the proxy's.
+			relay.Close()
+			waitFor(t, 5*time.Second, "the idle sessions to time out", func() bool { return session.Default.Len() == 0 })
+			for _, c := range raws {
+				c.Conn.Close()
+			}
+			settle(t, sockets)
+		})
+	}
+}
+
+// A caller that keeps sending after its session ended gets no new session
+// and costs no upstream socket.
+func TestEndedSessionStaysEnded(t *testing.T) {
+	b := startBackend(t, "b")
+	relay := testpeer.NewRelay(t, b.Addr())
+	p := testpeer.StartProxy(t, map[string]any{
+		"routes": []any{map[string]any{"to": to(relay.Addr)}},
+	}, testpeer.Options{})
+	c := testpeer.NewRawCaller(t, p.Addr, 777)
+	resp, err := wire.ParseHandshake(c.Handshake(5, "live/zombie", time.Second))
+	if err != nil || resp.Type != wire.HSConclusion {
+		t.Fatalf("no conclusion response: %v", err)
+	}
+	upstreamSocket := resp.SocketID
+	data := func(seq uint32) []byte {
+		p := wire.Header{Seq: seq, DestSocket: upstreamSocket}.Append(nil)
+		return append(p, make([]byte, 188)...)
+	}
+	c.Send(data(1))
+	c.Send(wire.AppendShutdown(nil, upstreamSocket, 0))
+	waitFor(t, 2*time.Second, "the session to end", func() bool { return session.Default.Len() == 0 })
+	waitFor(t, 2*time.Second, "the plugin's goroutines to stop", func() bool { return testpeer.OurGoroutines() == 0 })
+
+	// Whatever the session relayed before it ended (the backend answers a
+	// SHUTDOWN with one of its own) is not what this test is about.
+	for c.Recv(100*time.Millisecond) != nil {
+	}
+	seen, sockets := relay.Seen(), testpeer.OpenSockets(t)
+	for i := range 50 {
+		c.Send(data(uint32(2 + i)))
+	}
+	c.Send(wire.AppendShutdown(nil, upstreamSocket, 0))
+	time.Sleep(300 * time.Millisecond)
+	if n := session.Default.Len(); n != 0 {
+		t.Errorf("%d sessions after the caller kept sending", n)
+	}
+	if got := relay.Seen(); got != seen {
+		t.Errorf("%d datagrams of an ended session reached the backend", got-seen)
+	}
+	if got := testpeer.OpenSockets(t); got != sockets {
+		t.Errorf("open sockets went from %d to %d", sockets, got)
+	}
+	if got := c.Recv(100 * time.Millisecond); got != nil {
+		t.Errorf("proxy answered an ended session's datagram: %x", got)
+	}
+}
