@@ -136,4 +136,3 @@ func TestSessionsSurviveReloads(t *testing.T) {
 		})
 	}
 }
-

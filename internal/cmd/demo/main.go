@@ -308,4 +308,3 @@ func (g *procGroup) stop() {
 		}
 	}
 }
-
