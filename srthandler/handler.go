@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,12 @@ var waiting atomic.Int64
 //		handshake_timeout <duration>   # default 2s
 //		idle_timeout      <duration>   # default 30s
 //		data_path         socket|listener
+//		health_interval   <duration>   # active SRT checks; off by default
+//		health_timeout    <duration>   # default 1s
+//		health_passes     <n>          # default 2
+//		health_fails      <n>          # default 2
+//		max_fails         <n>          # passive: default 1 ...
+//		fail_duration     <duration>|off # ... within 10s takes it out for 10s
 //		route {
 //			stream_id        <glob...>
 //			stream_id_regexp <regexp>
@@ -77,12 +84,29 @@ type Handler struct {
 	// the caddy-l4 connection they came in on (slower; for systems where
 	// the socket cannot be made, and for testing that path).
 	DataPath string `json:"data_path,omitempty"`
+	// HealthInterval turns on active health checks: every interval each
+	// upstream gets an SRT induction, and is healthy while it answers with
+	// one within HealthTimeout. Off by default.
+	HealthInterval caddy.Duration `json:"health_interval,omitempty"`
+	// HealthTimeout bounds one check. Default 1s.
+	HealthTimeout caddy.Duration `json:"health_timeout,omitempty"`
+	// HealthPasses and HealthFails are how many checks in a row bring an
+	// upstream back or take it out. Default 2 each.
+	HealthPasses int `json:"health_passes,omitempty"`
+	HealthFails  int `json:"health_fails,omitempty"`
+	// MaxFails failed handshakes (timeouts, refusals) within FailDuration
+	// take an upstream out for FailDuration. Defaults 1 and 10s; a
+	// negative FailDuration ("off" in the Caddyfile) turns this off.
+	MaxFails     int            `json:"max_fails,omitempty"`
+	FailDuration caddy.Duration `json:"fail_duration,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []*Route `json:"routes,omitempty"`
 
 	logger   *zap.Logger
 	gate     *handshake.Gate
 	registry *session.Registry
+	passive  passivePolicy
+	releases []func()
 }
 
 // CaddyModule returns the Caddy module information.
@@ -102,9 +126,42 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.IdleTimeout == 0 {
 		h.IdleTimeout = caddy.Duration(DefaultIdleTimeout)
 	}
+	if h.HealthTimeout == 0 {
+		h.HealthTimeout = caddy.Duration(DefaultHealthTimeout)
+	}
+	if h.HealthPasses == 0 {
+		h.HealthPasses = DefaultHealthPasses
+	}
+	if h.HealthFails == 0 {
+		h.HealthFails = DefaultHealthFails
+	}
+	if h.MaxFails == 0 {
+		h.MaxFails = DefaultMaxFails
+	}
+	if h.FailDuration == 0 {
+		h.FailDuration = caddy.Duration(DefaultFailDuration)
+	}
+	h.passive = passivePolicy{maxFails: h.MaxFails, failDuration: time.Duration(h.FailDuration)}
 	for i, r := range h.Routes {
 		if err := r.provision(); err != nil {
 			return fmt.Errorf("srt route %d: %w", i, err)
+		}
+	}
+	if h.HealthInterval > 0 {
+		probe := probeConfig{
+			interval: time.Duration(h.HealthInterval),
+			timeout:  time.Duration(h.HealthTimeout),
+			passes:   h.HealthPasses,
+			fails:    h.HealthFails,
+		}
+		watched := map[string]bool{}
+		for _, r := range h.Routes {
+			for _, u := range r.upstreams {
+				if u.addr != "" && !watched[u.addr] {
+					watched[u.addr] = true
+					h.releases = append(h.releases, stateOf(u.addr).watch(probe, h.logger))
+				}
+			}
 		}
 	}
 	h.gate = &handshake.Gate{Jar: cookie.Process()}
@@ -114,13 +171,29 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Validate checks the handler's options.
 func (h *Handler) Validate() error {
-	if h.HandshakeTimeout < 0 || h.IdleTimeout < 0 {
-		return errors.New("srt: timeouts must not be negative")
+	if h.HandshakeTimeout < 0 || h.IdleTimeout < 0 || h.HealthInterval < 0 || h.HealthTimeout < 0 {
+		return errors.New("srt: durations must not be negative")
+	}
+	if h.HealthPasses < 0 || h.HealthFails < 0 || h.MaxFails < 0 {
+		return errors.New("srt: health counts must not be negative")
+	}
+	if h.HealthInterval > 0 && h.HealthTimeout > h.HealthInterval {
+		return fmt.Errorf("srt: health_timeout %v is longer than health_interval %v", time.Duration(h.HealthTimeout), time.Duration(h.HealthInterval))
 	}
 	switch h.DataPath {
 	case "", "socket", "listener":
 	default:
 		return fmt.Errorf("srt: data_path %q: want socket or listener", h.DataPath)
+	}
+	return nil
+}
+
+// Cleanup stops the active health checks this handler started, unless
+// another configuration still watches the same upstreams. Sessions are
+// not the handler's to end: they belong to the process.
+func (h *Handler) Cleanup() error {
+	for _, release := range h.releases {
+		release()
 	}
 	return nil
 }
@@ -140,20 +213,39 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[opt] = true
 		switch opt {
-		case "handshake_timeout", "idle_timeout":
+		case "handshake_timeout", "idle_timeout", "health_interval", "health_timeout", "fail_duration":
 			if d.CountRemainingArgs() != 1 {
 				return d.ArgErr()
 			}
 			d.NextArg()
 			dur, err := caddy.ParseDuration(d.Val())
+			if opt == "fail_duration" && d.Val() == "off" {
+				dur, err = -1, nil
+			}
 			if err != nil {
 				return d.Errf("%s: %s: %v", wrapper, opt, err)
 			}
-			if opt == "handshake_timeout" {
-				h.HandshakeTimeout = caddy.Duration(dur)
-			} else {
-				h.IdleTimeout = caddy.Duration(dur)
+			*map[string]*caddy.Duration{
+				"handshake_timeout": &h.HandshakeTimeout,
+				"idle_timeout":      &h.IdleTimeout,
+				"health_interval":   &h.HealthInterval,
+				"health_timeout":    &h.HealthTimeout,
+				"fail_duration":     &h.FailDuration,
+			}[opt] = caddy.Duration(dur)
+		case "health_passes", "health_fails", "max_fails":
+			if d.CountRemainingArgs() != 1 {
+				return d.ArgErr()
 			}
+			d.NextArg()
+			n, err := strconv.Atoi(d.Val())
+			if err != nil || n < 1 {
+				return d.Errf("%s: %s: want a positive whole number, got %q", wrapper, opt, d.Val())
+			}
+			*map[string]*int{
+				"health_passes": &h.HealthPasses,
+				"health_fails":  &h.HealthFails,
+				"max_fails":     &h.MaxFails,
+			}[opt] = n
 		case "data_path":
 			if d.CountRemainingArgs() != 1 {
 				return d.ArgErr()
@@ -321,7 +413,11 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 		h.reject(cx, hs, route.reason, log, route.describe(idx))
 		return
 	}
-	candidates, err := pick(route, &info, repl)
+	candidates, err := pick(route, &info, repl, received)
+	if errors.Is(err, errNoHealthy) {
+		h.reject(cx, hs, wire.RejXDown, log, err.Error())
+		return
+	}
 	if err != nil {
 		log.Error("choosing upstream", zap.Error(err))
 		h.reject(cx, hs, wire.RejXInternalError, log, err.Error())
@@ -472,16 +568,23 @@ func (h *Handler) match(info *streamid.Info) (int, *Route) {
 // step, so that concurrent callers do not all pick the same upstream.
 var leastSessionsMu sync.Mutex
 
-// pick orders the route's upstreams for this caller and takes a session
-// count on the first.
-func pick(r *Route, info *streamid.Info, repl *caddy.Replacer) ([]*upstreamState, error) {
+var errNoHealthy = errors.New("no healthy upstream")
+
+// pick orders the route's healthy upstreams for this caller and takes a
+// session count on the first.
+func pick(r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([]*upstreamState, error) {
 	pool := make([]*upstreamState, 0, len(r.upstreams))
 	for _, u := range r.upstreams {
 		addr, err := u.resolve(repl)
 		if err != nil {
 			return nil, err
 		}
-		pool = append(pool, stateOf(addr))
+		if s := stateOf(addr); s.healthy(now) {
+			pool = append(pool, s)
+		}
+	}
+	if len(pool) == 0 {
+		return nil, errNoHealthy
 	}
 	key := info.Host + "\x00" + info.Resource
 	if _, ok := r.policy.(LeastSessions); ok {
@@ -564,6 +667,7 @@ func setPlaceholders(repl *caddy.Replacer, info *streamid.Info) {
 var (
 	_ caddy.Provisioner     = (*Handler)(nil)
 	_ caddy.Validator       = (*Handler)(nil)
+	_ caddy.CleanerUpper    = (*Handler)(nil)
 	_ caddyfile.Unmarshaler = (*Handler)(nil)
 	_ layer4.NextHandler    = (*Handler)(nil)
 )

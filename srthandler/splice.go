@@ -81,6 +81,10 @@ func (h *Handler) splice(c *callerHello, candidates []*upstreamState, log *zap.L
 		up.sessions.Add(-1)
 		lastErr = err
 		log.Warn("upstream handshake failed", zap.String("upstream", up.addr), zap.Error(err))
+		if up.recordFailure(time.Now(), h.passive) {
+			log.Warn("upstream taken out after failed handshakes",
+				zap.String("upstream", up.addr), zap.Duration("for", h.passive.failDuration))
+		}
 	}
 	return nil, lastErr
 }

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -56,22 +54,4 @@ func dialAddress(raw string) (string, error) {
 		return "", fmt.Errorf("upstream %q: needs a host", raw)
 	}
 	return net.JoinHostPort(na.Host, fmt.Sprint(na.StartPort)), nil
-}
-
-// upstreamState is what the process knows about one upstream address. It
-// is shared by every route and every configuration that names the
-// address, so counts survive reloads.
-type upstreamState struct {
-	addr     string
-	sessions atomic.Int64 // live sessions, handshakes in progress included
-}
-
-var upstreamStates sync.Map // host:port → *upstreamState
-
-func stateOf(addr string) *upstreamState {
-	if s, ok := upstreamStates.Load(addr); ok {
-		return s.(*upstreamState)
-	}
-	s, _ := upstreamStates.LoadOrStore(addr, &upstreamState{addr: addr})
-	return s.(*upstreamState)
 }
