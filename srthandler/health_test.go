@@ -150,7 +150,6 @@ func TestPassiveHealth(t *testing.T) {
 	}
 }
 
-
 // least_sessions spreads concurrent callers evenly and keeps doing so as
 // sessions end: its counts are released exactly.
 func TestLeastSessionsBalances(t *testing.T) {
