@@ -452,15 +452,21 @@ type SLTListener struct {
 func StartSLTListener(t testing.TB, o SLTOptions) *SLTListener {
 	t.Helper()
 	bin := RequireTool(t, "srt-live-transmit")
-	port := FreeUDPPort(t)
-	l := &SLTListener{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	q := url.Values{"mode": {"listener"}}
 	setSLTOptions(q, o)
-	l.Process = startProcess(t, false, &l.out, bin, "-v", sltLifetime, "-a:no", sltURI("127.0.0.1", port, q), "file://con")
-	if err := WaitSRTListener(l.Addr, 5*time.Second); err != nil {
-		t.Fatalf("srt-live-transmit listener on %s: %v; stderr:\n%s", l.Addr, err, l.Stderr())
+	for attempt := 1; ; attempt++ {
+		port := FreeUDPPort(t)
+		l := &SLTListener{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+		l.Process = startProcess(t, false, &l.out, bin, "-v", sltLifetime, "-a:no", sltURI("127.0.0.1", port, q), "file://con")
+		err := waitSRTListener(l.Addr, 5*time.Second, l.Exited)
+		if err == nil {
+			return l
+		}
+		// The port was free a moment ago; someone may have taken it since.
+		if !l.Exited() || attempt == 3 {
+			t.Fatalf("srt-live-transmit listener on %s: %v; stderr:\n%s", l.Addr, err, l.Stderr())
+		}
 	}
-	return l
 }
 
 func setSLTOptions(q url.Values, o SLTOptions) {
@@ -573,6 +579,12 @@ func FFmpegPublish(t testing.TB, addr, streamID string, length time.Duration) er
 // WaitSRTListener sends SRT inductions to addr until one is answered (a
 // listener answers an induction without keeping any state) or d passes.
 func WaitSRTListener(addr string, d time.Duration) error {
+	return waitSRTListener(addr, d, func() bool { return false })
+}
+
+// waitSRTListener is WaitSRTListener that also gives up once gaveUp holds
+// (the listener's process exited).
+func waitSRTListener(addr string, d time.Duration, gaveUp func() bool) error {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return err
@@ -587,6 +599,9 @@ func WaitSRTListener(addr string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	buf := make([]byte, wire.MaxDatagram)
 	for time.Now().Before(deadline) {
+		if gaveUp() {
+			return fmt.Errorf("nothing listens on %s: the listener exited", addr)
+		}
 		if _, err := c.Write(ind); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
 			return err
 		}
