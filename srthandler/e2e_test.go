@@ -200,7 +200,11 @@ func testPublishThenPlay(t *testing.T, dataPath string) {
 	}
 	defer play.Close()
 
-	// stream_hash must have put both on the same backend.
+	// stream_hash must have put both on the same backend (which records a
+	// connection just after answering it).
+	waitFor(t, 2*time.Second, "both connections at the backends", func() bool {
+		return len(b1.Conns())+len(b2.Conns()) == 2
+	})
 	if n1, n2 := len(b1.Conns()), len(b2.Conns()); !(n1 == 2 && n2 == 0 || n1 == 0 && n2 == 2) {
 		t.Fatalf("publisher and player split across backends: %d and %d connections", n1, n2)
 	}

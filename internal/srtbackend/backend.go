@@ -182,13 +182,19 @@ func (s *Server) accept() {
 		if info.Mode == streamid.ModePublish {
 			mode = "publish"
 		}
-		conn, err := req.Accept()
-		if err != nil {
-			continue
-		}
+		// Recorded before Accept answers the caller, so that a caller that
+		// got its answer can count on finding itself here.
 		s.mu.Lock()
 		s.conns = append(s.conns, Conn{StreamID: req.StreamId(), Mode: mode, PeerSocket: req.PeerSocketId(),
 			Remote: req.RemoteAddr().String(), Accepted: time.Now()})
+		s.mu.Unlock()
+		conn, err := req.Accept()
+		s.mu.Lock()
+		if err != nil {
+			s.conns = s.conns[:len(s.conns)-1]
+			s.mu.Unlock()
+			continue
+		}
 		s.live[conn] = struct{}{}
 		s.mu.Unlock()
 		s.wg.Add(1)
