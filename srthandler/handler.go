@@ -7,10 +7,10 @@ package srthandler
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -35,18 +35,10 @@ const (
 	DefaultIdleTimeout      = 30 * time.Second
 )
 
-// conclusionWait is how long a handler that answered an induction waits
-// for the conclusion on the same caddy-l4 connection. It only closes a
-// race: a conclusion arriving after the connection is gone starts a new
-// one and is checked against its cookie all the same. caddy-l4's packet
-// deadlines have one-second precision, so this must be at least that.
-const conclusionWait = 2 * time.Second
-
-// maxWaiting bounds the handlers waiting for a conclusion; past it an
-// induction is answered and its connection let go at once.
-const maxWaiting = 1024
-
-var waiting atomic.Int64
+// pendingBuf is the buffer a handshake in progress reads with. Handshake
+// datagrams fit the MTU; a longer one arrives split by caddy-l4 and is
+// dropped as malformed.
+const pendingBuf = 2048
 
 // Handler is the srt layer4 handler. Caddyfile syntax:
 //
@@ -60,6 +52,9 @@ var waiting atomic.Int64
 //		health_fails      <n>          # default 2
 //		max_fails         <n>          # passive: default 1 ...
 //		fail_duration     <duration>|off # ... within 10s takes it out for 10s
+//		max_sessions      <n>          # default 10000
+//		max_pending       <n>          # handshakes in progress; default 1024
+//		max_pending_per_ip <n>         # default 32
 //		route {
 //			stream_id        <glob...>
 //			stream_id_regexp <regexp>
@@ -99,6 +94,15 @@ type Handler struct {
 	// negative FailDuration ("off" in the Caddyfile) turns this off.
 	MaxFails     int            `json:"max_fails,omitempty"`
 	FailDuration caddy.Duration `json:"fail_duration,omitempty"`
+	// MaxSessions caps the live sessions of the process; callers beyond it
+	// are rejected with overload (1402). Default 10000.
+	MaxSessions int `json:"max_sessions,omitempty"`
+	// MaxPending caps the handshakes in progress in the process, and
+	// MaxPendingPerIP those from one source IP. Over either, an induction
+	// is still answered but nothing waits for its conclusion, and a
+	// conclusion is rejected with overload. Defaults 1024 and 32.
+	MaxPending      int `json:"max_pending,omitempty"`
+	MaxPendingPerIP int `json:"max_pending_per_ip,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []*Route `json:"routes,omitempty"`
 
@@ -141,6 +145,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.FailDuration == 0 {
 		h.FailDuration = caddy.Duration(DefaultFailDuration)
 	}
+	if h.MaxSessions == 0 {
+		h.MaxSessions = DefaultMaxSessions
+	}
+	if h.MaxPending == 0 {
+		h.MaxPending = DefaultMaxPending
+	}
+	if h.MaxPendingPerIP == 0 {
+		h.MaxPendingPerIP = DefaultMaxPendingPerIP
+	}
 	h.passive = passivePolicy{maxFails: h.MaxFails, failDuration: time.Duration(h.FailDuration)}
 	for i, r := range h.Routes {
 		if err := r.provision(); err != nil {
@@ -174,8 +187,8 @@ func (h *Handler) Validate() error {
 	if h.HandshakeTimeout < 0 || h.IdleTimeout < 0 || h.HealthInterval < 0 || h.HealthTimeout < 0 {
 		return errors.New("srt: durations must not be negative")
 	}
-	if h.HealthPasses < 0 || h.HealthFails < 0 || h.MaxFails < 0 {
-		return errors.New("srt: health counts must not be negative")
+	if h.HealthPasses < 0 || h.HealthFails < 0 || h.MaxFails < 0 || h.MaxSessions < 0 || h.MaxPending < 0 || h.MaxPendingPerIP < 0 {
+		return errors.New("srt: counts and limits must not be negative")
 	}
 	if h.HealthInterval > 0 && h.HealthTimeout > h.HealthInterval {
 		return fmt.Errorf("srt: health_timeout %v is longer than health_interval %v", time.Duration(h.HealthTimeout), time.Duration(h.HealthInterval))
@@ -232,7 +245,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"health_timeout":    &h.HealthTimeout,
 				"fail_duration":     &h.FailDuration,
 			}[opt] = caddy.Duration(dur)
-		case "health_passes", "health_fails", "max_fails":
+		case "health_passes", "health_fails", "max_fails", "max_sessions", "max_pending", "max_pending_per_ip":
 			if d.CountRemainingArgs() != 1 {
 				return d.ArgErr()
 			}
@@ -242,9 +255,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s: %s: want a positive whole number, got %q", wrapper, opt, d.Val())
 			}
 			*map[string]*int{
-				"health_passes": &h.HealthPasses,
-				"health_fails":  &h.HealthFails,
-				"max_fails":     &h.MaxFails,
+				"health_passes":      &h.HealthPasses,
+				"health_fails":       &h.HealthFails,
+				"max_fails":          &h.MaxFails,
+				"max_sessions":       &h.MaxSessions,
+				"max_pending":        &h.MaxPending,
+				"max_pending_per_ip": &h.MaxPendingPerIP,
 			}[opt] = n
 		case "data_path":
 			if d.CountRemainingArgs() != 1 {
@@ -321,61 +337,103 @@ func (r *Route) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// Handle serves one caddy-l4 connection: the first datagrams of a caller,
-// or a datagram of a session that already exists.
+// Handle serves one caddy-l4 connection: the handshake datagrams of one
+// caller address, or a datagram of a session that already exists.
+//
+// Unless a session takes the address over, Handle returns only once the
+// address has been quiet for quietPeriod. caddy-l4 v0.1.2 deadlocks its
+// whole UDP listener when a connection's handler returns while its sender
+// keeps sending: the server loop blocks handing a sixth queued datagram to
+// a connection that nobody reads any more. So every datagram a handler
+// takes on, it drains until its sender stops.
 func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	caller, ok := session.CallerKey(cx.RemoteAddr())
 	if !ok {
 		return nil
 	}
-	buf := make([]byte, wire.MaxDatagram)
+	buf := make([]byte, pendingBuf)
 	n, err := cx.Read(buf)
-	if err != nil || n == 0 {
+	if err != nil {
+		return nil
+	}
+	if n == 0 {
+		// A first datagram longer than caddy-l4's prefetch (the matcher
+		// took it as part of a burst): cx can never deliver it, so drain
+		// the sender from the packet connection underneath.
+		h.logger.Debug("draining oversized datagrams", zap.Stringer("caller", caller))
+		drainQuiet(cx.Conn, buf)
 		return nil
 	}
 	if s := h.registry.Lookup(caller); s != nil {
 		h.rejoin(cx, s, buf[:n])
 		return nil
 	}
-	answered := false
+	var (
+		release     func()
+		lastReject  []byte // our answer to the last conclusion, for its repeats
+		rejectedFor uint32
+		toldEnded   time.Time
+	)
+	defer func() {
+		if release != nil {
+			release()
+		}
+	}()
 	for {
 		pkt := buf[:n]
 		now := time.Now()
 		d := h.gate.Inspect(caller, pkt, now, nil)
 		switch d.Verdict {
 		case handshake.Conclude:
-			h.conclude(cx, caller, pkt, &d, now)
-			return nil
+			if lastReject != nil && d.Handshake.SocketID == rejectedFor {
+				// A repeat sent before our answer arrived: same answer,
+				// without a second upstream handshake.
+				_, _ = cx.Conn.Write(lastReject)
+				break
+			}
+			taken, reject := h.conclude(cx, caller, pkt, &d, now)
+			if taken {
+				return nil
+			}
+			lastReject, rejectedFor = reject, d.Handshake.SocketID
 		case handshake.Reply:
 			if _, err := cx.Conn.Write(d.Reply); err != nil {
 				h.logger.Debug("answering caller", zap.Stringer("caller", caller), zap.Error(err))
-				return nil
 			}
-			if t, _ := wire.HandshakeTypeOf(pkt); t != wire.HSInduction {
-				h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
-				return nil
-			}
-			answered = true
+			h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
 		default:
+			if socket, ended := h.registry.Ended(caller); ended && now.Sub(toldEnded) >= time.Second {
+				// Datagrams of a session that has ended: tell the caller
+				// again, in case it missed the SHUTDOWN.
+				toldEnded = now
+				_, _ = cx.Conn.Write(wire.AppendShutdown(nil, socket, handshake.Timestamp(now)))
+				h.logger.Debug("caller still sending after its session ended", zap.Stringer("caller", caller))
+				break
+			}
 			h.logger.Debug("dropped datagram", zap.Stringer("caller", caller), zap.String("why", d.Why), zap.Int("size", len(pkt)))
-			if !answered {
+		}
+		if release == nil {
+			if release, ok = waiting.acquire(netip.Addr{}, h.MaxPending, h.MaxPending); !ok {
+				// Too many lingering: let go now. The cookie needs no
+				// waiting handler: a conclusion arriving on a new
+				// connection is checked all the same.
 				return nil
 			}
 		}
-		if n, err = h.awaitConclusion(cx, buf); err != nil {
+		if n, err = h.next(cx, buf); err != nil {
 			return nil
 		}
 	}
 }
 
-// awaitConclusion reads the caller's next datagram after an induction.
-func (h *Handler) awaitConclusion(cx *layer4.Connection, buf []byte) (int, error) {
-	if waiting.Add(1) > maxWaiting {
-		waiting.Add(-1)
-		return 0, errors.New("too many callers waiting")
-	}
-	defer waiting.Add(-1)
-	if err := cx.SetReadDeadline(time.Now().Add(conclusionWait)); err != nil {
+// quietPeriod is how long a handler waits for the next datagram of a
+// caller before letting its connection go. caddy-l4's packet deadlines
+// have one-second precision, so this must be at least that.
+const quietPeriod = 2 * time.Second
+
+// next reads the caller's next datagram, or fails after quietPeriod.
+func (h *Handler) next(cx *layer4.Connection, buf []byte) (int, error) {
+	if err := cx.SetReadDeadline(time.Now().Add(quietPeriod)); err != nil {
 		return 0, err
 	}
 	n, err := cx.Read(buf)
@@ -388,8 +446,22 @@ func (h *Handler) awaitConclusion(cx *layer4.Connection, buf []byte) (int, error
 
 var errOversize = errors.New("datagram larger than caddy-l4 can deliver")
 
+// drainQuiet reads and discards from c until nothing came for quietPeriod.
+func drainQuiet(c net.Conn, buf []byte) {
+	for {
+		if err := c.SetReadDeadline(time.Now().Add(quietPeriod)); err != nil {
+			return
+		}
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
 // conclude routes a caller whose conclusion carried a valid cookie.
-func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []byte, d *handshake.Decision, received time.Time) {
+// taken says a session took the caller's address over; otherwise reject
+// is the answer the caller got.
+func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []byte, d *handshake.Decision, received time.Time) (taken bool, reject []byte) {
 	hs := &d.Handshake
 	info := streamid.Parse(d.Conclusion.StreamID)
 	repl := cx.Replacer()
@@ -405,31 +477,35 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 
 	idx, route := h.match(&info)
 	if route == nil {
-		h.reject(cx, hs, wire.RejXNotFound, log, "no route matched")
-		return
+		return false, h.reject(cx, hs, wire.RejXNotFound, log, "no route matched")
 	}
 	log = log.With(zap.Int("route", idx))
 	if route.reason != 0 {
-		h.reject(cx, hs, route.reason, log, route.describe(idx))
-		return
+		return false, h.reject(cx, hs, route.reason, log, route.describe(idx))
 	}
+	if live := h.registry.Len(); live >= h.MaxSessions {
+		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("max_sessions (%d) reached", h.MaxSessions))
+	}
+	release, ok := splicing.acquire(caller.Addr(), h.MaxPending, h.MaxPendingPerIP)
+	if !ok {
+		return false, h.reject(cx, hs, wire.RejXOverload, log, "too many handshakes in progress")
+	}
+	defer release()
 	candidates, err := pick(route, &info, repl, received)
 	if errors.Is(err, errNoHealthy) {
-		h.reject(cx, hs, wire.RejXDown, log, err.Error())
-		return
+		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
 	}
 	if err != nil {
 		log.Error("choosing upstream", zap.Error(err))
-		h.reject(cx, hs, wire.RejXInternalError, log, err.Error())
-		return
+		return false, h.reject(cx, hs, wire.RejXInternalError, log, err.Error())
 	}
 
 	stopDraining := drainCaller(cx)
 	res, err := h.splice(&callerHello{hs: hs, conclusion: pkt, received: received, caller: caller}, candidates, log)
 	stopDraining()
+	release() // a session relaying through the listener holds this goroutine for its lifetime
 	if err != nil {
-		h.reject(cx, hs, wire.RejXDown, log, err.Error())
-		return
+		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
 	}
 	log = log.With(zap.String("upstream", res.state.addr))
 	repl.Set("l4.srt.upstream", res.state.addr)
@@ -439,13 +515,13 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 			log.Debug("passing rejection to caller", zap.Error(err))
 		}
 		log.Info("upstream rejected caller", zap.Stringer("reason", res.reason), zap.Uint32("code", uint32(res.reason)))
-		return
+		return false, res.response
 	}
-	h.establish(cx, caller, hs, &info, idx, res, log)
+	return h.establish(cx, caller, hs, &info, idx, res, log)
 }
 
 // establish turns an accepted splice into a live session.
-func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wire.Handshake, info *streamid.Info, route int, res *spliced, log *zap.Logger) {
+func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wire.Handshake, info *streamid.Info, route int, res *spliced, log *zap.Logger) (taken bool, reject []byte) {
 	var link session.Link
 	fast := false
 	if h.DataPath != "listener" {
@@ -506,8 +582,7 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 		if fast {
 			link.Close()
 		}
-		h.reject(cx, hs, wire.RejXConflict, log, err.Error())
-		return
+		return false, h.reject(cx, hs, wire.RejXConflict, log, err.Error())
 	}
 	repl := cx.Replacer()
 	repl.Set("l4.srt.session_id", s.ID)
@@ -526,9 +601,10 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 			}
 			s.FromCaller(buf[:n])
 		}
-		return
+		return true, nil
 	}
 	s.ServeLink(link)
+	return true, nil
 }
 
 // rejoin hands a datagram that reached the listener to the session of its
@@ -596,11 +672,13 @@ func pick(r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([
 	return pool, nil
 }
 
-func (h *Handler) reject(cx *layer4.Connection, hs *wire.Handshake, reason wire.RejectReason, log *zap.Logger, why string) {
-	if _, err := cx.Conn.Write(handshake.RejectionFor(nil, hs, reason, time.Now())); err != nil {
+func (h *Handler) reject(cx *layer4.Connection, hs *wire.Handshake, reason wire.RejectReason, log *zap.Logger, why string) []byte {
+	rej := handshake.RejectionFor(nil, hs, reason, time.Now())
+	if _, err := cx.Conn.Write(rej); err != nil {
 		log.Debug("sending rejection", zap.Error(err))
 	}
 	log.Info("rejected caller", zap.Stringer("reason", reason), zap.Uint32("code", uint32(reason)), zap.String("why", why))
+	return rej
 }
 
 // drainCaller keeps reading the caller while the upstream handshake runs:

@@ -41,10 +41,12 @@ type callerHello struct {
 // conclusionSendsPerAttempt is how often a conclusion is sent on one
 // socket before the handshake is restarted on a fresh socket with a fresh
 // socket ID. libsrt listeners answer a repeated conclusion, so one resend
-// usually suffices; gosrt listeners and one-shot libsrt listeners
-// (srt-live-transmit) never answer a repeat, and only a handshake that
-// looks new to them recovers from a lost response.
-const conclusionSendsPerAttempt = 3
+// suffices for them; gosrt listeners never answer a repeat, and only a
+// handshake that looks new recovers from a lost response. Restart early:
+// gosrt anchors its delivery clock to the moment the conclusion reaches
+// it, so every millisecond of delay here is added to that session's
+// latency for good.
+const conclusionSendsPerAttempt = 2
 
 var (
 	errUpstreamTimeout = errors.New("upstream did not answer the handshake in time")

@@ -16,8 +16,10 @@ func init() {
 
 // MatchSRT matches a datagram that opens an SRT caller handshake (a
 // handshake addressed to a listener: destination socket 0, version 4 or
-// 5), and any datagram from a caller whose session this process already
-// relays, so a session relaying through the listener survives a reload.
+// 5), and any datagram from a caller whose session this process relays,
+// so a session relaying through the listener survives a reload, or
+// relayed until a few seconds ago, so a caller that missed the SHUTDOWN
+// is told again.
 // Caddyfile syntax:
 //
 //	srt
@@ -36,16 +38,32 @@ func (*MatchSRT) CaddyModule() caddy.ModuleInfo {
 // longer one returns 0, nil forever, which would spin a core. SRT packets
 // are never larger than the MTU, so anything that fills the prefetch
 // buffer is not SRT.
+//
+// It also matches whatever arrives in a burst, SRT or not: when a
+// connection's sender has more datagrams queued behind the first, caddy-l4
+// v0.1.2 deadlocks its whole UDP listener if that connection's handler
+// returns before the sender stops (its server loop blocks handing a sixth
+// datagram to a connection nobody reads). The srt handler drains such a
+// sender until it is quiet. Put routes for other protocols sharing the
+// port before the srt route.
 func (m *MatchSRT) Match(cx *layer4.Connection) (bool, error) {
 	b := cx.MatchingBytes()
 	if len(b) == 0 {
 		return false, layer4.ErrConsumedAllPrefetchedBytes
 	}
+	if cx.HasMore() {
+		return true, nil
+	}
 	if len(b) > wire.MaxMTU {
 		return false, nil
 	}
-	if caller, ok := session.CallerKey(cx.RemoteAddr()); ok && session.Default.Lookup(caller) != nil {
-		return true, nil
+	if caller, ok := session.CallerKey(cx.RemoteAddr()); ok {
+		if session.Default.Lookup(caller) != nil {
+			return true, nil
+		}
+		if _, ended := session.Default.Ended(caller); ended {
+			return true, nil // the handler tells it the session is over
+		}
 	}
 	return IsCallerHandshake(b), nil
 }

@@ -100,9 +100,10 @@ func conclusionError(err error) string {
 
 // RejectionFor appends the rejection of the caller request req: a rejection
 // handshake for HSv5 callers and, since HSv4 callers cannot read those, a
-// SHUTDOWN for them, as libsrt does.
+// SHUTDOWN for them, as libsrt does. Every caller's induction says version
+// 4, so only the later handshakes tell an HSv4 caller apart.
 func RejectionFor(dst []byte, req *wire.Handshake, reason wire.RejectReason, now time.Time) []byte {
-	if req.Version < 5 {
+	if req.Version < 5 && req.Type != wire.HSInduction {
 		return wire.AppendShutdown(dst, req.SocketID, Timestamp(now))
 	}
 	return wire.AppendRejection(dst, req, reason, Timestamp(now))

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // ErrExists reports a caller address that already has a live session.
@@ -16,11 +17,25 @@ var ErrExists = errors.New("session: caller address already has a live session")
 type Registry struct {
 	mu       sync.RWMutex
 	byCaller map[netip.AddrPort]*Session
+	// ended remembers recently ended sessions, so that a caller still
+	// sending to one can be told so instead of being ignored.
+	ended     map[netip.AddrPort]tombstone
+	lastSweep time.Time
 }
+
+type tombstone struct {
+	socket uint32
+	until  time.Time
+}
+
+// TombstoneTTL is how long an ended session's caller address is
+// remembered: longer than SRT's default peer idle timeout (5 s), after
+// which a caller that missed the SHUTDOWN gives up by itself.
+const TombstoneTTL = 10 * time.Second
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{byCaller: make(map[netip.AddrPort]*Session)}
+	return &Registry{byCaller: make(map[netip.AddrPort]*Session), ended: make(map[netip.AddrPort]tombstone)}
 }
 
 // Default is the process-wide registry.
@@ -34,16 +49,40 @@ func (r *Registry) add(s *Session) error {
 		return ErrExists
 	}
 	r.byCaller[s.Caller] = s
+	delete(r.ended, s.Caller)
 	return nil
 }
 
-// remove drops s if it is still the session registered for its caller.
+// remove drops s if it is still the session registered for its caller,
+// leaving a tombstone.
 func (r *Registry) remove(s *Session) {
+	now := time.Now()
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.byCaller[s.Caller] == s {
 		delete(r.byCaller, s.Caller)
 	}
-	r.mu.Unlock()
+	r.ended[s.Caller] = tombstone{socket: s.CallerSocket, until: now.Add(TombstoneTTL)}
+	if now.Sub(r.lastSweep) >= TombstoneTTL {
+		r.lastSweep = now
+		for a, t := range r.ended {
+			if now.After(t.until) {
+				delete(r.ended, a)
+			}
+		}
+	}
+}
+
+// Ended reports whether caller had a session that ended within the last
+// TombstoneTTL, and the caller's socket ID in it.
+func (r *Registry) Ended(caller netip.AddrPort) (socket uint32, ok bool) {
+	r.mu.RLock()
+	t, found := r.ended[caller]
+	r.mu.RUnlock()
+	if !found || time.Now().After(t.until) {
+		return 0, false
+	}
+	return t.socket, true
 }
 
 // Lookup returns the live session of a caller address, or nil.

@@ -333,9 +333,14 @@ func (s *Session) callerHandshake(p []byte) {
 	}
 	silent := time.Since(time.Unix(0, s.lastCaller.Load()))
 	if silent < TakeoverSilence {
-		s.Logger.Debug("ignoring handshake from a new socket on a live caller's address",
+		// Refuse the newcomer; the live caller ignores a handshake that is
+		// addressed to another socket.
+		s.Logger.Debug("refusing handshake from a new socket on a live caller's address",
 			zap.String("session", s.ID), zap.Stringer("caller", s.Caller),
 			zap.Uint32("caller_socket", s.CallerSocket), zap.Uint32("new_socket", hs.SocketID))
+		if (hs.Version == 4 || hs.Version == 5) && (hs.Type == wire.HSInduction || hs.Type == wire.HSConclusion) {
+			_, _ = s.currentLink().Write(handshake.RejectionFor(nil, &hs, wire.RejXConflict, time.Now()))
+		}
 		return
 	}
 	// The new caller repeats its handshake (libsrt every 250 ms); once this

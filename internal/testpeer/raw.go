@@ -139,3 +139,9 @@ func OurGoroutines() int {
 	}
 	return count
 }
+
+// As is a raw caller on the same socket that presents another socket ID,
+// as a restarted caller on a fixed source port would.
+func (c *RawCaller) As(socketID uint32) *RawCaller {
+	return &RawCaller{Conn: c.Conn, SocketID: socketID, t: c.t}
+}
