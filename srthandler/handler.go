@@ -179,6 +179,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.gate = &handshake.Gate{Jar: cookie.Process()}
 	h.registry = session.Default
+	registerMetrics(ctx.GetMetricsRegistry())
 	return nil
 }
 
@@ -400,6 +401,9 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 			if _, err := cx.Conn.Write(d.Reply); err != nil {
 				h.logger.Debug("answering caller", zap.Stringer("caller", caller), zap.Error(err))
 			}
+			if t, ok := wire.HandshakeTypeOf(d.Reply); ok && t.IsRejection() {
+				countHandshake(outcomeRejected, t.Reason(), time.Time{})
+			}
 			h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
 		default:
 			if socket, ended := h.registry.Ended(caller); ended && now.Sub(toldEnded) >= time.Second {
@@ -505,7 +509,11 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 	stopDraining()
 	release() // a session relaying through the listener holds this goroutine for its lifetime
 	if err != nil {
-		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
+		countHandshake(outcomeUpstreamFailed, wire.RejXDown, received)
+		rej := handshake.RejectionFor(nil, hs, wire.RejXDown, time.Now())
+		_, _ = cx.Conn.Write(rej)
+		log.Warn("no upstream answered; rejected caller", zap.Uint32("code", uint32(wire.RejXDown)), zap.Error(err))
+		return false, rej
 	}
 	log = log.With(zap.String("upstream", res.state.addr))
 	repl.Set("l4.srt.upstream", res.state.addr)
@@ -514,14 +522,15 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 		if _, err := cx.Conn.Write(res.response); err != nil {
 			log.Debug("passing rejection to caller", zap.Error(err))
 		}
+		countHandshake(outcomeUpstreamRejected, res.reason, received)
 		log.Info("upstream rejected caller", zap.Stringer("reason", res.reason), zap.Uint32("code", uint32(res.reason)))
 		return false, res.response
 	}
-	return h.establish(cx, caller, hs, &info, idx, res, log)
+	return h.establish(cx, caller, hs, &info, idx, res, received, log)
 }
 
 // establish turns an accepted splice into a live session.
-func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wire.Handshake, info *streamid.Info, route int, res *spliced, log *zap.Logger) (taken bool, reject []byte) {
+func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wire.Handshake, info *streamid.Info, route int, res *spliced, received time.Time, log *zap.Logger) (taken bool, reject []byte) {
 	var link session.Link
 	fast := false
 	if h.DataPath != "listener" {
@@ -555,13 +564,17 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 		IdleTimeout:      time.Duration(h.IdleTimeout),
 		Gate:             h.gate,
 		Logger:           log,
-		Info:             &SessionInfo{Stream: *info, Route: route},
+		Info:             &SessionInfo{Stream: *info, Route: route, FastPath: fast},
 		OnEnd: func(s *session.Session) {
 			state.sessions.Add(-1)
 			reason, err := s.Reason()
 			st := s.Stats()
 			fields := []zap.Field{
 				zap.String("session", s.ID),
+				zap.String("resource", info.Resource),
+				zap.String("mode", info.Mode),
+				zap.String("user", info.User),
+				zap.String("host", info.Host),
 				zap.String("reason", string(reason)),
 				zap.Duration("duration", time.Since(s.Started)),
 				zap.Uint64("packets_from_caller", st.FromCaller),
@@ -589,6 +602,7 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 	if _, err := link.Write(res.response); err != nil {
 		log.Debug("sending conclusion response to caller", zap.Error(err))
 	}
+	countHandshake(outcomeAccepted, 0, received)
 	log.Info("session established", zap.String("session", s.ID), zap.Bool("session_socket", fast))
 	if fast {
 		// What caddy-l4 queued for this caller before the session socket
@@ -673,6 +687,7 @@ func pick(r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([
 }
 
 func (h *Handler) reject(cx *layer4.Connection, hs *wire.Handshake, reason wire.RejectReason, log *zap.Logger, why string) []byte {
+	countHandshake(outcomeRejected, reason, time.Time{})
 	rej := handshake.RejectionFor(nil, hs, reason, time.Now())
 	if _, err := cx.Conn.Write(rej); err != nil {
 		log.Debug("sending rejection", zap.Error(err))
@@ -724,8 +739,9 @@ func (l *connLink) Close() error { return l.cx.SetReadDeadline(time.Now()) }
 
 // SessionInfo is what the handler records about a session.
 type SessionInfo struct {
-	Stream streamid.Info
-	Route  int
+	Stream   streamid.Info
+	Route    int
+	FastPath bool
 }
 
 func setPlaceholders(repl *caddy.Replacer, info *streamid.Info) {

@@ -21,6 +21,32 @@ type Registry struct {
 	// sending to one can be told so instead of being ignored.
 	ended     map[netip.AddrPort]tombstone
 	lastSweep time.Time
+	// done sums the traffic of the sessions that have ended.
+	done Totals
+}
+
+// Totals counts relayed traffic.
+type Totals struct {
+	FromCaller, FromCallerBytes, FromUpstream, FromUpstreamBytes uint64
+}
+
+func (t *Totals) add(st Stats) {
+	t.FromCaller += st.FromCaller
+	t.FromCallerBytes += st.FromCallerBytes
+	t.FromUpstream += st.FromUpstream
+	t.FromUpstreamBytes += st.FromUpstreamBytes
+}
+
+// Totals returns the traffic relayed by every session so far, live or
+// ended, and the number of live sessions. It never goes back.
+func (r *Registry) Totals() (Totals, int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t := r.done
+	for _, s := range r.byCaller {
+		t.add(s.Stats())
+	}
+	return t, len(r.byCaller)
 }
 
 type tombstone struct {
@@ -53,7 +79,7 @@ func (r *Registry) add(s *Session) error {
 	return nil
 }
 
-// remove drops s if it is still the session registered for its caller,
+// remove drops s, which has ended, folding its traffic into the totals and
 // leaving a tombstone.
 func (r *Registry) remove(s *Session) {
 	now := time.Now()
@@ -61,6 +87,7 @@ func (r *Registry) remove(s *Session) {
 	defer r.mu.Unlock()
 	if r.byCaller[s.Caller] == s {
 		delete(r.byCaller, s.Caller)
+		r.done.add(s.Stats())
 	}
 	r.ended[s.Caller] = tombstone{socket: s.CallerSocket, until: now.Add(TombstoneTTL)}
 	if now.Sub(r.lastSweep) >= TombstoneTTL {
@@ -91,6 +118,18 @@ func (r *Registry) Lookup(caller netip.AddrPort) *Session {
 	s := r.byCaller[caller]
 	r.mu.RUnlock()
 	return s
+}
+
+// ByID returns the live session with the given ID, or nil.
+func (r *Registry) ByID(id string) *Session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, s := range r.byCaller {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
 }
 
 // Len is the number of live sessions.

@@ -93,6 +93,28 @@ func (c *counter) add(n int) {
 	c.bytes.Add(uint64(n))
 }
 
+// linkStats holds the measurements of the last full ACK one side sent.
+type linkStats struct {
+	rtt, rttVar, packetRate, byteRate, capacity atomic.Uint32
+	seen                                        atomic.Bool
+}
+
+func (l *linkStats) note(p []byte) {
+	if a, ok := wire.ParseACK(p); ok {
+		l.rtt.Store(a.RTT)
+		l.rttVar.Store(a.RTTVar)
+		l.packetRate.Store(a.PacketRate)
+		l.byteRate.Store(a.ByteRate)
+		l.capacity.Store(a.Capacity)
+		l.seen.Store(true)
+	}
+}
+
+func (l *linkStats) load() (wire.ACK, bool) {
+	return wire.ACK{RTT: l.rtt.Load(), RTTVar: l.rttVar.Load(), PacketRate: l.packetRate.Load(),
+		ByteRate: l.byteRate.Load(), Capacity: l.capacity.Load()}, l.seen.Load()
+}
+
 // Stats is a snapshot of a session's traffic.
 type Stats struct {
 	FromCaller, FromUpstream           uint64 // packets
@@ -100,6 +122,11 @@ type Stats struct {
 	// LastCaller and LastUpstream are the times traffic was last seen each
 	// way, to the precision of the idle check.
 	LastCaller, LastUpstream time.Time
+	// UpstreamACK and CallerACK are the last full ACK each side sent: its
+	// view of the link as the receiver of the other side's data. The
+	// booleans say whether one was seen.
+	UpstreamACK, CallerACK         wire.ACK
+	HaveUpstreamACK, HaveCallerACK bool
 }
 
 // Session is one relayed SRT connection.
@@ -113,6 +140,7 @@ type Session struct {
 	fastPath bool
 
 	fromCaller, fromUpstream counter
+	callerACK, upstreamACK   linkStats
 	lastCaller, lastUpstream atomic.Int64 // unix nanoseconds, set by the idle check
 
 	registry *Registry
@@ -170,6 +198,9 @@ func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
 	go func() {
 		<-s.done
 		s.loops.Wait()
+		// Only now are the counters final: the registry folds them into
+		// its totals as it lets the session go, so totals never go back.
+		reg.remove(s)
 		if s.OnEnd != nil {
 			s.OnEnd(s)
 		}
@@ -217,6 +248,9 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Wait blocks until the relay loops have stopped and OnEnd has run.
 func (s *Session) Wait() { <-s.finished }
 
+// Kick ends the session on an operator's request: both peers get a SHUTDOWN.
+func (s *Session) Kick() { s.End(EndKicked, nil) }
+
 // Reason says why the session ended, and the error behind it if any.
 func (s *Session) Reason() (EndReason, error) {
 	select {
@@ -229,7 +263,13 @@ func (s *Session) Reason() (EndReason, error) {
 
 // Stats returns the session's counters.
 func (s *Session) Stats() Stats {
+	up, haveUp := s.upstreamACK.load()
+	ca, haveCa := s.callerACK.load()
 	return Stats{
+		UpstreamACK:       up,
+		HaveUpstreamACK:   haveUp,
+		CallerACK:         ca,
+		HaveCallerACK:     haveCa,
 		FromCaller:        s.fromCaller.packets.Load(),
 		FromUpstream:      s.fromUpstream.packets.Load(),
 		FromCallerBytes:   s.fromCaller.bytes.Load(),
@@ -264,9 +304,14 @@ func (s *Session) upstreamLoop() {
 		if _, err := s.currentLink().Write(p); err != nil && !s.ended() {
 			s.Logger.Debug("writing to caller", zap.String("session", s.ID), zap.Error(err))
 		}
-		if wire.IsShutdown(p) {
-			s.End(EndUpstreamShutdown, nil)
-			return
+		if wire.IsControl(p) {
+			switch wire.ControlTypeOf(p) {
+			case wire.CtrlACK:
+				s.upstreamACK.note(p)
+			case wire.CtrlShutdown:
+				s.End(EndUpstreamShutdown, nil)
+				return
+			}
 		}
 	}
 }
@@ -304,8 +349,13 @@ func (s *Session) FromCaller(p []byte) {
 	if _, err := s.Upstream.Write(p); err != nil && !s.ended() && !isRefused(err) {
 		s.Logger.Debug("writing to upstream", zap.String("session", s.ID), zap.Error(err))
 	}
-	if wire.IsShutdown(p) {
-		s.End(EndCallerShutdown, nil)
+	if wire.IsControl(p) {
+		switch wire.ControlTypeOf(p) {
+		case wire.CtrlACK:
+			s.callerACK.note(p)
+		case wire.CtrlShutdown:
+			s.End(EndCallerShutdown, nil)
+		}
 	}
 }
 
@@ -418,9 +468,6 @@ func (s *Session) End(reason EndReason, err error) {
 		}
 		_ = s.Upstream.Close()
 		_ = s.currentLink().Close()
-		if s.registry != nil {
-			s.registry.remove(s)
-		}
 	})
 }
 

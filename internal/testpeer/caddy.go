@@ -7,14 +7,18 @@ package testpeer
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile" // the caddyfile adapter
+	_ "github.com/caddyserver/caddy/v2/modules/metrics"       // /metrics on the admin API
 	_ "github.com/mholt/caddy-l4/layer4"
 
 	_ "github.com/srtroute/caddy-l4-srt" // the plugin's modules
@@ -133,4 +137,35 @@ func FreeTCPPort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Get fetches an admin API path.
+func (p *Proxy) Get(path string) ([]byte, error) {
+	return p.admin(http.MethodGet, path)
+}
+
+// Delete sends DELETE to an admin API path.
+func (p *Proxy) Delete(path string) ([]byte, error) {
+	return p.admin(http.MethodDelete, path)
+}
+
+func (p *Proxy) admin(method, path string) ([]byte, error) {
+	req, err := http.NewRequest(method, "http://"+p.Admin+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return b, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+	}
+	return b, nil
 }
