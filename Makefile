@@ -24,9 +24,14 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## run: the plugin under xcaddy with xcaddy.json (proxy on udp/:10080, admin API on localhost:2019)
-run:
-	$(XCADDY) run --config xcaddy.json
+## run: Caddy with the plugin (built by xcaddy) on xcaddy.json: proxy on udp/:10080, admin API on
+## localhost:2019, every stream to a local srt-backend on 127.0.0.1:10001, which this starts too.
+## (xcaddy's own `run` cannot fetch a module that is not published yet, hence build, then run.)
+run: build
+	$(GO) build -o $(DEMO)/srt-backend ./internal/cmd/srt-backend
+	@$(DEMO)/srt-backend -name origin -listen 127.0.0.1:10001 -stats 127.0.0.1:10011 & \
+	backend=$$!; trap 'kill $$backend' EXIT INT TERM; \
+	$(DEMO)/caddy run --config xcaddy.json
 
 ## fuzz: run every fuzz target for FUZZTIME each
 FUZZTIME ?= 30s

@@ -43,19 +43,34 @@ func adapt(t *testing.T, src []byte) []byte {
 	return buf.Bytes()
 }
 
-func TestAdapt(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.caddyfile")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no Caddyfiles: %v", err)
+// caddyfiles lists every Caddyfile the project ships, each with the path
+// of the JSON it must adapt to: testdata/x.caddyfile beside x.json, and
+// examples/*/Caddyfile beside caddy.json.
+func caddyfiles(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	tests, _ := filepath.Glob("testdata/*.caddyfile")
+	for _, f := range tests {
+		out[f] = strings.TrimSuffix(f, ".caddyfile") + ".json"
 	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+	examples, _ := filepath.Glob("../examples/*/Caddyfile")
+	for _, f := range examples {
+		out[f] = filepath.Join(filepath.Dir(f), "caddy.json")
+	}
+	if len(tests) == 0 || len(examples) == 0 {
+		t.Fatal("no Caddyfiles found")
+	}
+	return out
+}
+
+func TestAdapt(t *testing.T) {
+	for f, want := range caddyfiles(t) {
+		t.Run(f, func(t *testing.T) {
 			src, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
 			got := adapt(t, src)
-			want := strings.TrimSuffix(f, ".caddyfile") + ".json"
 			if *update {
 				if err := os.WriteFile(want, got, 0o644); err != nil {
 					t.Fatal(err)
@@ -107,8 +122,7 @@ func validate(src []byte) error {
 }
 
 func TestAdaptedConfigsProvision(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.caddyfile")
-	for _, f := range files {
+	for f := range caddyfiles(t) {
 		src, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
@@ -116,6 +130,21 @@ func TestAdaptedConfigsProvision(t *testing.T) {
 		if err := validate(src); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+// xcaddy.json, the config `make run` starts, must load as it is.
+func TestDevelopmentConfigProvisions(t *testing.T) {
+	b, err := os.ReadFile("../xcaddy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg caddy.Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(&cfg); err != nil {
+		t.Fatal(err)
 	}
 }
 
