@@ -249,3 +249,28 @@ func testPublishThenPlay(t *testing.T, dataPath string) {
 		}
 	}
 }
+
+// Upstreams may name {l4.srt.*} placeholders, resolved per caller.
+func TestPlaceholderUpstream(t *testing.T) {
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	p := testpeer.StartProxy(t, map[string]any{
+		"routes": []any{map[string]any{"to": []string{"udp/{l4.srt.host}:{l4.srt.key.port}"}}},
+	}, testpeer.Options{})
+	for _, be := range []*srtbackend.Server{a, b} {
+		id := fmt.Sprintf("#!::h=127.0.0.1,r=live/x,port=%d,m=publish", be.Port())
+		c, err := testpeer.Dial(p.Addr, id, testpeer.DialOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		c.Close()
+		if got := streamIDs(be); len(got) != 1 || got[0] != id {
+			t.Errorf("backend %s got %q, want %q", be.Name, got, id)
+		}
+	}
+	// A placeholder that resolves to no address is the caller's problem,
+	// reported as an internal error rather than a silent timeout.
+	_, err := testpeer.Dial(p.Addr, "#!::r=live/x", testpeer.DialOptions{})
+	if code, ok := testpeer.RejectReason(err); !ok || code != 1500 {
+		t.Errorf("unresolvable upstream: got %v, want rejection 1500", err)
+	}
+}

@@ -615,3 +615,28 @@ func waitSRTListener(addr string, d time.Duration, gaveUp func() bool) error {
 	}
 	return fmt.Errorf("no SRT listener answered on %s within %v", addr, d)
 }
+
+// SLTPlayer is srt-live-transmit as an SRT caller that plays a stream and
+// sends every packet it receives as one UDP datagram to a sink, so a test
+// sees each packet as it arrives (its standard output is buffered).
+type SLTPlayer struct {
+	*Process
+}
+
+// StartSLTPlayer starts srt-live-transmit calling addr with streamID and
+// forwarding to sink (host:port). srt-live-transmit reports a source as
+// connected only once data arrives: callers check the far end instead.
+func StartSLTPlayer(t testing.TB, addr, streamID, sink string, o SLTOptions) *SLTPlayer {
+	t.Helper()
+	bin := RequireTool(t, "srt-live-transmit")
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	q := url.Values{"mode": {"caller"}, "streamid": {streamID}}
+	setSLTOptions(q, o)
+	p := &SLTPlayer{}
+	p.Process = startProcess(t, false, io.Discard, bin, "-v", sltLifetime, "-a:no", sltURI(host, port, q), "udp://"+sink)
+	return p
+}
