@@ -148,9 +148,17 @@ type Session struct {
 	endOnce  sync.Once
 	reason   EndReason
 	endErr   error
-	loops    sync.WaitGroup
 	watchdog atomic.Pointer[time.Timer]
 	finished chan struct{}
+
+	// loopsMu guards the count of running relay loops together with the
+	// ended flag, so that a loop can never start after End: ServeLink may
+	// race with End on the listener path, and the last loop to leave an
+	// ended session closes loopsDone.
+	loopsMu   sync.Mutex
+	nloops    int
+	endedFlag bool
+	loopsDone chan struct{}
 }
 
 type linkRef struct{ Link }
@@ -167,8 +175,9 @@ func New(cfg Config) *Session {
 		Config:   cfg,
 		ID:       strconv.FormatUint(nextID.Add(1), 10),
 		Started:  now,
-		done:     make(chan struct{}),
-		finished: make(chan struct{}),
+		done:      make(chan struct{}),
+		finished:  make(chan struct{}),
+		loopsDone: make(chan struct{}),
 	}
 	s.lastCaller.Store(now.UnixNano())
 	s.lastUpstream.Store(now.UnixNano())
@@ -186,18 +195,17 @@ func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
 		return err
 	}
 	s.armWatchdog()
-	s.loops.Add(1)
+	s.enterLoop()
 	go s.upstreamLoop()
 	if fastPath {
-		s.loops.Add(1)
+		s.enterLoop()
 		go func() {
-			defer s.loops.Done()
+			defer s.leaveLoop()
 			s.callerLoop(link)
 		}()
 	}
 	go func() {
-		<-s.done
-		s.loops.Wait()
+		<-s.loopsDone
 		// Only now are the counters final: the registry folds them into
 		// its totals as it lets the session go, so totals never go back.
 		reg.remove(s)
@@ -215,14 +223,31 @@ func (s *Session) FastPath() bool { return s.fastPath }
 // ServeLink relays from the caller link l until the session ends or
 // another link replaces l (see Attach).
 func (s *Session) ServeLink(l Link) {
-	s.loops.Add(1)
-	defer s.loops.Done()
-	select {
-	case <-s.done:
+	if !s.enterLoop() {
 		return
-	default:
 	}
+	defer s.leaveLoop()
 	s.callerLoop(l)
+}
+
+// enterLoop registers a relay loop, unless the session has ended.
+func (s *Session) enterLoop() bool {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	if s.endedFlag {
+		return false
+	}
+	s.nloops++
+	return true
+}
+
+func (s *Session) leaveLoop() {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	s.nloops--
+	if s.endedFlag && s.nloops == 0 {
+		close(s.loopsDone)
+	}
 }
 
 // Attach makes l the caller link, closing the one it replaces. A session
@@ -280,7 +305,7 @@ func (s *Session) Stats() Stats {
 }
 
 func (s *Session) upstreamLoop() {
-	defer s.loops.Done()
+	defer s.leaveLoop()
 	buf := make([]byte, wire.MaxDatagram)
 	for {
 		n, err := s.Upstream.Read(buf)
@@ -450,6 +475,12 @@ func (s *Session) End(reason EndReason, err error) {
 	s.endOnce.Do(func() {
 		s.reason, s.endErr = reason, err
 		close(s.done)
+		s.loopsMu.Lock()
+		s.endedFlag = true
+		if s.nloops == 0 {
+			close(s.loopsDone)
+		}
+		s.loopsMu.Unlock()
 		if w := s.watchdog.Load(); w != nil {
 			w.Stop()
 		}
