@@ -172,9 +172,9 @@ func New(cfg Config) *Session {
 	}
 	now := time.Now()
 	s := &Session{
-		Config:   cfg,
-		ID:       strconv.FormatUint(nextID.Add(1), 10),
-		Started:  now,
+		Config:    cfg,
+		ID:        strconv.FormatUint(nextID.Add(1), 10),
+		Started:   now,
 		done:      make(chan struct{}),
 		finished:  make(chan struct{}),
 		loopsDone: make(chan struct{}),
