@@ -162,6 +162,19 @@ func (d *Dialer) Receive(now time.Time, b []byte) Outcome {
 	if d.phase == phaseDone {
 		return Ignored
 	}
+	if d.phase == phaseConclusion && wire.IsShutdown(b) {
+		// libsrt refuses an HSv4 caller with a SHUTDOWN, addressed to
+		// socket 0 rather than to the caller: a refusal all the same.
+		if dest := wire.DestSocketOf(b); dest == d.socketID || dest == 0 {
+			d.phase = phaseDone
+			d.rejectReason = wire.RejPeer
+			caller, _ := wire.ParseHandshake(d.conclusion)
+			caller.SocketID = d.callerID
+			d.response = RejectionFor(nil, &caller, wire.RejPeer, now)
+			return Rejected
+		}
+		return Ignored
+	}
 	hs, err := wire.ParseHandshake(b)
 	if err != nil || hs.Header.DestSocket != d.socketID {
 		return Ignored

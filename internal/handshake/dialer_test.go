@@ -317,3 +317,30 @@ func TestNewDialerErrors(t *testing.T) {
 		}
 	}
 }
+
+// libsrt refuses an HSv4 caller with a SHUTDOWN addressed to socket 0:
+// after the conclusion went out, that is a rejection, passed to the
+// caller in the form it understands.
+func TestDialerShutdownIsARefusal(t *testing.T) {
+	for _, dest := range []uint32{gosrtCallerID, 0} {
+		d, conc := newGosrtDialer(t, gosrtCallerID)
+		d.Start(t0)
+		if d.Receive(t0, wire.AppendShutdown(nil, dest, 0)) != Ignored {
+			t.Fatal("a SHUTDOWN before the conclusion counted")
+		}
+		if d.Receive(t0, upstreamHS(wire.HSInduction, gosrtCallerID, 0x5eed)) != Send {
+			t.Fatal("induction response not taken")
+		}
+		if out := d.Receive(t0, wire.AppendShutdown(nil, dest+1, 0)); dest != 0 && out != Ignored {
+			t.Fatal("a SHUTDOWN for another socket counted")
+		}
+		if out := d.Receive(t0, wire.AppendShutdown(nil, dest, 0)); out != Rejected || d.RejectReason() != wire.RejPeer {
+			t.Fatalf("dest %d: outcome %v, reason %v", dest, out, d.RejectReason())
+		}
+		// The caller is HSv5: it gets a rejection handshake to its socket.
+		hs := mustParse(t, d.Response())
+		if !hs.Type.IsRejection() || hs.Type.Reason() != wire.RejPeer || hs.Header.DestSocket != mustParse(t, conc).SocketID {
+			t.Fatalf("response to the caller: %+v", hs)
+		}
+	}
+}

@@ -110,7 +110,10 @@ func TestGateConclusion(t *testing.T) {
 		{name: "cookie issued to another address", from: netip.MustParseAddrPort("10.0.0.1:40000"), b: withCookie(conc, good), verdict: Drop},
 		{name: "HSv4 conclusion", from: callerAddr, b: hsv4, verdict: Conclude},
 		{name: "HSv4 conclusion without a valid cookie", from: callerAddr, b: withCookie(hsv4, good+1), verdict: Drop},
-		{name: "HSv5 conclusion without extensions", from: callerAddr, b: withCookie(conc[:wire.HandshakeLen], good), verdict: Conclude},
+		// Its extension field still announces the HSREQ it lost; listeners
+		// drop such a conclusion silently, so the relay refuses it itself.
+		{name: "HSv5 conclusion cut before its extensions", from: callerAddr, b: withCookie(conc[:wire.HandshakeLen], good),
+			verdict: Reply, replyType: wire.RejXBadRequest.HandshakeType()},
 		{
 			name: "extension length past the datagram", from: callerAddr,
 			b:       withCookie(mutate(conc, wire.HandshakeLen+16, wire.ExtSID<<16|0xff), good),

@@ -280,10 +280,22 @@ const MaxStreamIDLen = 512
 // ErrStreamIDTooLong reports a SID extension over MaxStreamIDLen bytes.
 var ErrStreamIDTooLong = errors.New("srt: stream ID longer than 512 bytes")
 
-// ParseConclusion walks the extension blocks of a conclusion and extracts
-// the stream ID. Every block must fit the datagram.
+// ParseConclusion walks the extension blocks of an HSv5 conclusion and
+// extracts the stream ID. Every block must fit the datagram, an HSREQ the
+// extension field announces must be there and whole, and the encryption
+// field must name a key length SRT knows: listeners such as gosrt drop
+// conclusions that break these rules without a word, so the relay
+// refuses them itself.
 func ParseConclusion(hs *Handshake) (ConclusionInfo, error) {
 	var info ConclusionInfo
+	if hs.Type == HSConclusion {
+		switch hs.Encryption {
+		case 0, 2, 3, 4: // none, AES-128, -192, -256 (key length / 8)
+		default:
+			return info, fmt.Errorf("%w: encryption field %d", ErrExtension, hs.Encryption)
+		}
+	}
+	hsreq := false
 	rest := hs.Extensions
 	for {
 		ext, r, ok, err := NextExtension(rest)
@@ -291,10 +303,17 @@ func ParseConclusion(hs *Handshake) (ConclusionInfo, error) {
 			return info, err
 		}
 		if !ok {
-			return info, nil
+			break
 		}
 		rest = r
 		switch ext.Type {
+		case ExtHSREQ, ExtHSRSP:
+			// Flag 0x1 announces an HSREQ in a request and an HSRSP in
+			// its response; both carry three words at least.
+			if len(ext.Body) < 12 {
+				return info, fmt.Errorf("%w: HSREQ/HSRSP of %d bytes", ErrExtension, len(ext.Body))
+			}
+			hsreq = true
 		case ExtSID:
 			if info.HasStreamID {
 				return info, fmt.Errorf("%w: repeated stream ID", ErrExtension)
@@ -307,4 +326,8 @@ func ParseConclusion(hs *Handshake) (ConclusionInfo, error) {
 			info.Encrypted = true
 		}
 	}
+	if hs.Type == HSConclusion && hs.ExtField&ExtFlagHSREQ != 0 && !hsreq {
+		return info, fmt.Errorf("%w: HSREQ announced but missing", ErrExtension)
+	}
+	return info, nil
 }

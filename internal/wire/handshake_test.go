@@ -342,7 +342,10 @@ func TestParseConclusion(t *testing.T) {
 		{name: "SID before HSREQ", ext: cat(sidBlock("live/x"), hsreq), want: ConclusionInfo{StreamID: "live/x", HasStreamID: true}},
 		{name: "KMREQ", ext: cat(hsreq, kmreq, sidBlock("a")), want: ConclusionInfo{StreamID: "a", HasStreamID: true, Encrypted: true}},
 		{name: "empty SID block", ext: cat(hsreq, unhex(t, "00050000")), want: ConclusionInfo{HasStreamID: true}},
-		{name: "zero-length blocks of every type", ext: unhex(t, "00010000 00020000 00030000 00040000 00060000 00070000 00080000"), want: ConclusionInfo{Encrypted: true}},
+		{name: "zero-length blocks of every type but HSREQ/HSRSP", ext: cat(hsreq, unhex(t, "00030000 00040000 00060000 00070000 00080000")), want: ConclusionInfo{Encrypted: true}},
+		// gosrt drops a conclusion whose HSREQ is short, without a word.
+		{name: "zero-length HSREQ", ext: unhex(t, "00010000"), wantErr: ErrExtension},
+		{name: "HSREQ of two words", ext: unhex(t, "00010002 00010401 0000003f"), wantErr: ErrExtension},
 		{name: "SID of exactly 512 bytes", ext: sidBlock(sid512), want: ConclusionInfo{StreamID: sid512, HasStreamID: true}},
 		{name: "SID of 513 bytes", ext: sidBlock(sid512 + "x"), wantErr: ErrStreamIDTooLong},
 		{name: "SID of 512 bytes plus a NUL word", ext: AppendExtension(nil, ExtSID, append(AppendStreamID(nil, sid512), 0, 0, 0, 0)), wantErr: ErrStreamIDTooLong},
