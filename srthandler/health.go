@@ -34,6 +34,9 @@ const (
 type upstreamState struct {
 	addr     string
 	sessions atomic.Int64 // live sessions, handshakes in progress included
+	// dynamic states come from placeholder upstreams: any caller can make
+	// new ones, so they are forgotten when idle and kept out of metrics.
+	dynamic bool
 
 	mu         sync.Mutex
 	activeDown bool // the active checks' verdict
@@ -48,12 +51,49 @@ type upstreamState struct {
 
 var upstreamStates sync.Map // host:port → *upstreamState
 
+// stateOf returns the state of a configured (static) upstream address.
 func stateOf(addr string) *upstreamState {
 	if s, ok := upstreamStates.Load(addr); ok {
 		return s.(*upstreamState)
 	}
 	s, _ := upstreamStates.LoadOrStore(addr, &upstreamState{addr: addr})
 	return s.(*upstreamState)
+}
+
+// maxDynamicStates bounds the states kept for placeholder upstreams.
+const maxDynamicStates = 4096
+
+var dynamicStates atomic.Int64
+
+// dynamicStateOf returns the state of an upstream address that came from
+// a placeholder. Past maxDynamicStates new ones are not kept at all.
+func dynamicStateOf(addr string) *upstreamState {
+	if s, ok := upstreamStates.Load(addr); ok {
+		return s.(*upstreamState)
+	}
+	fresh := &upstreamState{addr: addr, dynamic: true}
+	if dynamicStates.Load() >= maxDynamicStates {
+		return fresh
+	}
+	s, loaded := upstreamStates.LoadOrStore(addr, fresh)
+	if !loaded {
+		dynamicStates.Add(1)
+	}
+	return s.(*upstreamState)
+}
+
+// acquire counts a session (or a handshake in progress) on u.
+func (u *upstreamState) acquire() { u.sessions.Add(1) }
+
+// release gives a session count back; an idle, healthy dynamic state is
+// forgotten.
+func (u *upstreamState) release() {
+	if u.sessions.Add(-1) > 0 || !u.dynamic || !u.healthy(time.Now()) {
+		return
+	}
+	if upstreamStates.CompareAndDelete(u.addr, u) {
+		dynamicStates.Add(-1)
+	}
 }
 
 // healthy reports whether new callers may be sent to u.
@@ -122,6 +162,9 @@ func (u *upstreamState) watch(cfg probeConfig, log *zap.Logger) (release func())
 			if u.watchers == 0 && u.stopProbe != nil {
 				u.stopProbe()
 				u.stopProbe = nil
+				// Nothing checks it any more: its last verdict must not
+				// keep it out for good.
+				u.activeDown, u.passes, u.fails = false, 0, 0
 			}
 		})
 	}
@@ -193,7 +236,7 @@ func probeSRT(ctx context.Context, addr string, timeout time.Duration) error {
 	if _, err := conn.Write(ind); err != nil {
 		return probeError(err)
 	}
-	buf := make([]byte, wire.MaxDatagram)
+	buf := make([]byte, pendingBuf)
 	for {
 		n, err := conn.Read(buf)
 		if err != nil {

@@ -2,12 +2,14 @@ package srthandler_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/srtroute/caddy-l4-srt/internal/session"
 	"github.com/srtroute/caddy-l4-srt/internal/srtbackend"
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
 // whereIs dials a publisher for each name and reports which backend it
@@ -203,4 +205,32 @@ func TestLeastSessionsBalances(t *testing.T) {
 	for _, c := range append(first, second...) {
 		c.Close()
 	}
+}
+
+// An upstream that answers our induction but never a caller's conclusion
+// (gosrt drops conclusions it cannot parse) is alive: that caller gets
+// gateway (1502), and the upstream stays in for the next caller.
+func TestSilentConclusionDoesNotTakeUpstreamOut(t *testing.T) {
+	b := startBackend(t, "b")
+	relay := testpeer.NewRelay(t, b.Addr())
+	var dropConclusions atomic.Bool
+	dropConclusions.Store(true)
+	relay.Drop = func(toBackend bool, p []byte) bool {
+		typ, ok := wire.HandshakeTypeOf(p)
+		return toBackend && ok && typ == wire.HSConclusion && dropConclusions.Load()
+	}
+	p := testpeer.StartProxy(t, map[string]any{
+		"handshake_timeout": "1s",
+		"routes":            []any{map[string]any{"to": to(relay.Addr)}},
+	}, testpeer.Options{})
+	_, err := testpeer.Dial(p.Addr, "live/dropped", testpeer.DialOptions{})
+	if code, ok := testpeer.RejectReason(err); !ok || code != 1502 {
+		t.Fatalf("caller whose conclusion vanished: %v, want rejection 1502", err)
+	}
+	dropConclusions.Store(false)
+	c, err := testpeer.Dial(p.Addr, "live/next", testpeer.DialOptions{})
+	if err != nil {
+		t.Fatalf("the next caller: %v (was the live upstream taken out?)", err)
+	}
+	c.Close()
 }

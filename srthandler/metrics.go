@@ -1,7 +1,6 @@
 package srthandler
 
 import (
-	"errors"
 	"strconv"
 	"time"
 
@@ -54,14 +53,10 @@ func registerMetrics(reg *prometheus.Registry) {
 		return
 	}
 	for _, c := range []prometheus.Collector{handshakesTotal, handshakeSeconds, collector} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				// A clash with another module's metric names; metrics are
-				// not worth failing a config load over.
-				continue
-			}
-		}
+		// Already registered by another handler of this configuration, or
+		// a name clash with another module: either way, metrics are not
+		// worth failing a config load over.
+		_ = reg.Register(c)
 	}
 }
 
@@ -98,6 +93,9 @@ func (*srtCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	upstreamStates.Range(func(_, v any) bool {
 		u := v.(*upstreamState)
+		if u.dynamic {
+			return true // named by callers through placeholders: unbounded labels
+		}
 		healthy := 0.0
 		if u.healthy(now) {
 			healthy = 1

@@ -49,8 +49,9 @@ type callerHello struct {
 const conclusionSendsPerAttempt = 2
 
 var (
-	errUpstreamTimeout = errors.New("upstream did not answer the handshake in time")
-	errUpstreamSilent  = errors.New("upstream did not answer the induction")
+	errUpstreamTimeout    = errors.New("upstream did not answer the handshake in time")
+	errUpstreamSilent     = errors.New("upstream did not answer the induction")
+	errNoConclusionAnswer = errors.New("upstream answered the induction but not the caller's conclusion")
 )
 
 // splice replays the caller's handshake to each candidate in turn until one
@@ -61,6 +62,7 @@ var (
 func (h *Handler) splice(c *callerHello, candidates []*upstreamState, log *zap.Logger) (*spliced, error) {
 	deadline := c.received.Add(time.Duration(h.HandshakeTimeout))
 	var lastErr error = errUpstreamTimeout
+	tried := 0
 	for i, up := range candidates {
 		now := time.Now()
 		if !now.Before(deadline) {
@@ -74,19 +76,30 @@ func (h *Handler) splice(c *callerHello, candidates []*upstreamState, log *zap.L
 			inductionBy = minTime(inductionBy, deadline)
 		}
 		if i > 0 {
-			up.sessions.Add(1)
+			up.acquire()
 		}
+		tried = i + 1
 		res, err := h.replay(c, up, inductionBy, deadline, log)
 		if err == nil {
 			return res, nil
 		}
-		up.sessions.Add(-1)
+		up.release()
 		lastErr = err
 		log.Warn("upstream handshake failed", zap.String("upstream", up.addr), zap.Error(err))
+		if errors.Is(err, errNoConclusionAnswer) {
+			// The upstream is alive (it answered our induction) but said
+			// nothing to this caller's conclusion: gosrt drops ones it
+			// cannot parse. Neither its health nor another upstream is
+			// the remedy.
+			return nil, err
+		}
 		if up.recordFailure(time.Now(), h.passive) {
 			log.Warn("upstream taken out after failed handshakes",
 				zap.String("upstream", up.addr), zap.Duration("for", h.passive.failDuration))
 		}
+	}
+	if tried == 0 {
+		candidates[0].release() // pick's count, for a candidate never tried
 	}
 	return nil, lastErr
 }
@@ -94,7 +107,7 @@ func (h *Handler) splice(c *callerHello, candidates []*upstreamState, log *zap.L
 // replay runs the handshake with one upstream.
 func (h *Handler) replay(c *callerHello, up *upstreamState, inductionBy, deadline time.Time, log *zap.Logger) (*spliced, error) {
 	socketID := c.hs.SocketID
-	buf := make([]byte, wire.MaxDatagram)
+	buf := make([]byte, pendingBuf)
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		nc, err := (&net.Dialer{}).DialContext(ctx, "udp", up.addr)
@@ -157,6 +170,8 @@ func (h *Handler) runAttempt(conn *net.UDPConn, d *handshake.Dialer, up *upstrea
 				return nil, false, fmt.Errorf("reading from upstream %s: %w", up.addr, err)
 			}
 			switch {
+			case !now.Before(deadline) && d.InConclusion():
+				return nil, false, errNoConclusionAnswer
 			case !now.Before(deadline):
 				return nil, false, errUpstreamTimeout
 			case !d.InConclusion() && !now.Before(inductionBy):
