@@ -7,10 +7,13 @@ package srthandler
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -370,16 +373,11 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		return nil
 	}
 	var (
-		release     func()
 		lastReject  []byte // our answer to the last conclusion, for its repeats
 		rejectedFor uint32
 		toldEnded   time.Time
+		in          = &datagramReader{cx: cx}
 	)
-	defer func() {
-		if release != nil {
-			release()
-		}
-	}()
 	for {
 		pkt := buf[:n]
 		now := time.Now()
@@ -416,15 +414,7 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 			}
 			h.logger.Debug("dropped datagram", zap.Stringer("caller", caller), zap.String("why", d.Why), zap.Int("size", len(pkt)))
 		}
-		if release == nil {
-			if release, ok = waiting.acquire(netip.Addr{}, h.MaxPending, h.MaxPending); !ok {
-				// Too many lingering: let go now. The cookie needs no
-				// waiting handler: a conclusion arriving on a new
-				// connection is checked all the same.
-				return nil
-			}
-		}
-		if n, err = h.next(cx, buf); err != nil {
+		if n, err = in.next(buf); err != nil {
 			return nil
 		}
 	}
@@ -433,18 +423,39 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 // quietPeriod is how long a handler waits for the next datagram of a
 // caller before letting its connection go. caddy-l4's packet deadlines
 // have one-second precision, so this must be at least that.
+//
+// Every read of a caddy-l4 connection here has a deadline of at most
+// quietPeriod, so the connection's own idle timer (the layer4 server's
+// idle_timeout, 30 s by default; it must not be set below quietPeriod)
+// never fires while a handler reads it. That matters because caddy-l4
+// then reports the end of the connection as io.EOF, the same way it
+// reports an empty datagram.
 const quietPeriod = 2 * time.Second
 
+// datagramReader reads whole datagrams from a caddy-l4 connection: an
+// empty one as (0, nil), one caddy-l4 cannot deliver as errOversize.
+type datagramReader struct {
+	cx *layer4.Connection
+}
+
+func (d *datagramReader) Read(b []byte) (int, error) {
+	n, err := d.cx.Read(b)
+	switch {
+	case n == 0 && errors.Is(err, io.EOF):
+		return 0, nil // an empty datagram: see quietPeriod
+	case n == 0 && err == nil:
+		return 0, errOversize
+	}
+	return n, err
+}
+
 // next reads the caller's next datagram, or fails after quietPeriod.
-func (h *Handler) next(cx *layer4.Connection, buf []byte) (int, error) {
-	if err := cx.SetReadDeadline(time.Now().Add(quietPeriod)); err != nil {
+func (d *datagramReader) next(buf []byte) (int, error) {
+	if err := d.cx.SetReadDeadline(time.Now().Add(quietPeriod)); err != nil {
 		return 0, err
 	}
-	n, err := cx.Read(buf)
-	_ = cx.SetReadDeadline(time.Time{})
-	if err == nil && n == 0 {
-		err = errOversize
-	}
+	n, err := d.Read(buf)
+	_ = d.cx.SetReadDeadline(time.Time{})
 	return n, err
 }
 
@@ -487,7 +498,7 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 	if route.reason != 0 {
 		return false, h.reject(cx, hs, route.reason, log, route.describe(idx))
 	}
-	if live := h.registry.Len(); live >= h.MaxSessions {
+	if live := h.registry.Len() + splicing.count(); live >= h.MaxSessions {
 		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("max_sessions (%d) reached", h.MaxSessions))
 	}
 	release, ok := splicing.acquire(caller.Addr(), h.MaxPending, h.MaxPendingPerIP)
@@ -500,7 +511,7 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
 	}
 	if err != nil {
-		log.Error("choosing upstream", zap.Error(err))
+		// A placeholder upstream that names nothing: the reject line says why.
 		return false, h.reject(cx, hs, wire.RejXInternalError, log, err.Error())
 	}
 
@@ -509,16 +520,22 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 	stopDraining()
 	release() // a session relaying through the listener holds this goroutine for its lifetime
 	if err != nil {
-		countHandshake(outcomeUpstreamFailed, wire.RejXDown, received)
-		rej := handshake.RejectionFor(nil, hs, wire.RejXDown, time.Now())
+		// down: no upstream answered at all; gateway: one answered our
+		// induction but never this caller's conclusion.
+		reason := wire.RejXDown
+		if errors.Is(err, errNoConclusionAnswer) {
+			reason = wire.RejXGateway
+		}
+		countHandshake(outcomeUpstreamFailed, reason, received)
+		rej := handshake.RejectionFor(nil, hs, reason, time.Now())
 		_, _ = cx.Conn.Write(rej)
-		log.Warn("no upstream answered; rejected caller", zap.Uint32("code", uint32(wire.RejXDown)), zap.Error(err))
+		log.Warn("upstream handshake failed; rejected caller", zap.Stringer("reason", reason), zap.Uint32("code", uint32(reason)), zap.Error(err))
 		return false, rej
 	}
 	log = log.With(zap.String("upstream", res.state.addr))
 	repl.Set("l4.srt.upstream", res.state.addr)
 	if res.rejected {
-		res.state.sessions.Add(-1)
+		res.state.release()
 		if _, err := cx.Conn.Write(res.response); err != nil {
 			log.Debug("passing rejection to caller", zap.Error(err))
 		}
@@ -542,7 +559,7 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 		}
 	}
 	if link == nil {
-		link = &connLink{cx: cx}
+		link = newConnLink(cx)
 	}
 	log = log.With(zap.Uint32("upstream_socket", res.upstreamSocket))
 	if res.socketID != hs.SocketID {
@@ -566,7 +583,7 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 		Logger:           log,
 		Info:             &SessionInfo{Stream: *info, Route: route, FastPath: fast},
 		OnEnd: func(s *session.Session) {
-			state.sessions.Add(-1)
+			state.release()
 			reason, err := s.Reason()
 			st := s.Stats()
 			fields := []zap.Field{
@@ -589,11 +606,19 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 		},
 	})
 	if err := s.Start(h.registry, link, fast); err != nil {
-		// Another handler registered this caller first.
-		state.sessions.Add(-1)
+		// Another handler registered this caller first (two caddy-l4
+		// connections for one address, across a reload). Ours must not
+		// leave a dead connection at the upstream.
+		_, _ = res.conn.Write(wire.AppendShutdown(nil, res.upstreamSocket, handshake.Timestamp(time.Now())))
 		res.conn.Close()
+		state.release()
 		if fast {
 			link.Close()
+		}
+		if other := h.registry.Lookup(caller); other != nil && other.CallerSocket == hs.SocketID {
+			// The same caller, already served: give it that session's answer.
+			_, _ = cx.Conn.Write(other.Response)
+			return true, nil
 		}
 		return false, h.reject(cx, hs, wire.RejXConflict, log, err.Error())
 	}
@@ -607,7 +632,7 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 	if fast {
 		// What caddy-l4 queued for this caller before the session socket
 		// existed still belongs to the session.
-		buf := make([]byte, wire.MaxDatagram)
+		buf := make([]byte, pendingBuf)
 		for cx.HasMore() {
 			n, err := cx.Read(buf)
 			if err != nil || n == 0 {
@@ -627,18 +652,22 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 // the caller a new caddy-l4 connection.
 func (h *Handler) rejoin(cx *layer4.Connection, s *session.Session, first []byte) {
 	if s.FastPath() {
+		// Relay until the sender is quiet: new datagrams of this caller go
+		// to the session socket, so this ends soon.
 		s.FromCaller(first)
-		buf := make([]byte, wire.MaxDatagram)
-		for cx.HasMore() {
-			n, err := cx.Read(buf)
-			if err != nil || n == 0 {
-				break
+		in := &datagramReader{cx: cx}
+		buf := make([]byte, pendingBuf)
+		for {
+			n, err := in.next(buf)
+			if err != nil {
+				return
 			}
-			s.FromCaller(buf[:n])
+			if n > 0 {
+				s.FromCaller(buf[:n])
+			}
 		}
-		return
 	}
-	link := &connLink{cx: cx}
+	link := newConnLink(cx)
 	s.Attach(link)
 	s.FromCaller(first)
 	s.ServeLink(link)
@@ -665,11 +694,17 @@ var errNoHealthy = errors.New("no healthy upstream")
 func pick(r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([]*upstreamState, error) {
 	pool := make([]*upstreamState, 0, len(r.upstreams))
 	for _, u := range r.upstreams {
-		addr, err := u.resolve(repl)
-		if err != nil {
-			return nil, err
+		var s *upstreamState
+		if u.addr != "" {
+			s = stateOf(u.addr)
+		} else {
+			addr, err := u.resolve(repl)
+			if err != nil {
+				return nil, err
+			}
+			s = dynamicStateOf(addr)
 		}
-		if s := stateOf(addr); s.healthy(now) {
+		if s.healthy(now) {
 			pool = append(pool, s)
 		}
 	}
@@ -682,7 +717,7 @@ func pick(r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([
 		defer leastSessionsMu.Unlock()
 	}
 	r.policy.Order(pool, key)
-	pool[0].sessions.Add(1)
+	pool[0].acquire()
 	return pool, nil
 }
 
@@ -701,18 +736,19 @@ func (h *Handler) reject(cx *layer4.Connection, hs *wire.Handshake, reason wire.
 // connection whose queue fills stalls the whole listener. The repeats need
 // no answer until the upstream's response exists.
 func drainCaller(cx *layer4.Connection) (stop func()) {
+	l := newConnLink(cx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, wire.MaxDatagram)
+		buf := make([]byte, pendingBuf)
 		for {
-			if n, err := cx.Read(buf); err != nil || n == 0 {
+			if _, err := l.Read(buf); err != nil {
 				return
 			}
 		}
 	}()
 	return func() {
-		_ = cx.SetReadDeadline(time.Now())
+		_ = l.Close()
 		<-done
 		_ = cx.SetReadDeadline(time.Time{})
 	}
@@ -720,14 +756,36 @@ func drainCaller(cx *layer4.Connection) (stop func()) {
 
 // connLink relays a session through the caddy-l4 connection its caller
 // came in on.
-type connLink struct{ cx *layer4.Connection }
+type connLink struct {
+	cx     *layer4.Connection
+	in     datagramReader
+	closed atomic.Bool
+}
 
+func newConnLink(cx *layer4.Connection) *connLink {
+	return &connLink{cx: cx, in: datagramReader{cx: cx}}
+}
+
+var errLinkClosed = errors.New("caller link closed")
+
+// Read waits in quietPeriod steps (see there) until a datagram comes or
+// the link is closed.
 func (l *connLink) Read(b []byte) (int, error) {
-	n, err := l.cx.Read(b)
-	if err == nil && n == 0 {
-		err = errOversize
+	for {
+		if err := l.cx.SetReadDeadline(time.Now().Add(quietPeriod)); err != nil {
+			return 0, err
+		}
+		// Checked after setting the deadline: Close's own deadline may
+		// just have been overwritten.
+		if l.closed.Load() {
+			return 0, errLinkClosed
+		}
+		n, err := l.in.Read(b)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		return n, err
 	}
-	return n, err
 }
 
 // Write goes straight to the underlying packet connection, which is safe
@@ -735,7 +793,10 @@ func (l *connLink) Read(b []byte) (int, error) {
 func (l *connLink) Write(b []byte) (int, error) { return l.cx.Conn.Write(b) }
 
 // Close unblocks Read; the connection itself belongs to caddy-l4.
-func (l *connLink) Close() error { return l.cx.SetReadDeadline(time.Now()) }
+func (l *connLink) Close() error {
+	l.closed.Store(true)
+	return l.cx.SetReadDeadline(time.Now())
+}
 
 // SessionInfo is what the handler records about a session.
 type SessionInfo struct {

@@ -267,3 +267,24 @@ func TestFloods(t *testing.T) {
 	}
 	dialValid("after")
 }
+
+// caddy-l4 reports an empty datagram as io.EOF; a handler that took that
+// for the end of its connection would stop draining its sender, and a
+// burst behind it would hang the listener for every caller.
+func TestEmptyDatagramsDoNotStopTheDrain(t *testing.T) {
+	b := startBackend(t, "b")
+	p := testpeer.StartProxy(t, map[string]any{"routes": []any{map[string]any{"to": to(b.Addr())}}}, testpeer.Options{})
+	c := testpeer.NewRawCaller(t, p.Addr, 31)
+	c.Send(c.Induction())
+	for range 200 {
+		c.Send(nil)
+	}
+	for range 50 {
+		c.Send(c.Induction())
+	}
+	conn, err := testpeer.Dial(p.Addr, "live/after-empties", testpeer.DialOptions{})
+	if err != nil {
+		t.Fatalf("a caller after a burst of empty datagrams: %v", err)
+	}
+	conn.Close()
+}

@@ -12,22 +12,19 @@ const (
 	DefaultMaxPendingPerIP = 32
 )
 
-// pendingTable counts handshakes in progress in this process, in total
-// and per source IP. Two tables: handlers waiting for a caller's next
-// datagram (one goroutine and one pendingBuf buffer each, limited in
-// total only: one IP may have many ports), and handlers replaying a
-// conclusion to an upstream (an upstream socket too; limited per IP as
-// well, since the caller proved its address with our cookie).
+// pendingTable counts the handshakes being replayed to upstreams, in
+// total and per source IP (the caller proved its address with our cookie).
+// Each holds one goroutine, an upstream socket and two pendingBuf buffers.
+// Handlers that merely wait for a caller's next datagram are not limited:
+// caddy-l4 runs a goroutine per caller address anyway, and a handler that
+// stops reading early can hang caddy-l4's whole listener.
 type pendingTable struct {
 	mu    sync.Mutex
 	total int
 	byIP  map[netip.Addr]int
 }
 
-var (
-	waiting  = &pendingTable{byIP: make(map[netip.Addr]int)}
-	splicing = &pendingTable{byIP: make(map[netip.Addr]int)}
-)
+var splicing = &pendingTable{byIP: make(map[netip.Addr]int)}
 
 // acquire takes a slot for ip if both limits allow it; release gives it back.
 func (p *pendingTable) acquire(ip netip.Addr, maxTotal, maxPerIP int) (release func(), ok bool) {

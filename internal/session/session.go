@@ -48,6 +48,11 @@ const (
 	EndStopped          EndReason = "stopped"
 )
 
+// relayBuf is the read buffer of each relay loop. SRT packets never
+// exceed the MTU (1500 bytes); a longer datagram arrives truncated and was
+// garbage anyway. Small buffers keep an idle session small.
+const relayBuf = 2048
+
 // TakeoverSilence is how long a caller must have been silent before a new
 // handshake from its address (a restarted encoder with a fixed source
 // port) may replace its session. A live SRT peer is never silent for more
@@ -153,12 +158,11 @@ type Session struct {
 
 	// loopsMu guards the count of running relay loops together with the
 	// ended flag, so that a loop can never start after End: ServeLink may
-	// race with End on the listener path, and the last loop to leave an
-	// ended session closes loopsDone.
+	// race with End on the listener path. The last loop to leave an ended
+	// session finishes it.
 	loopsMu   sync.Mutex
 	nloops    int
 	endedFlag bool
-	loopsDone chan struct{}
 }
 
 type linkRef struct{ Link }
@@ -172,12 +176,11 @@ func New(cfg Config) *Session {
 	}
 	now := time.Now()
 	s := &Session{
-		Config:    cfg,
-		ID:        strconv.FormatUint(nextID.Add(1), 10),
-		Started:   now,
-		done:      make(chan struct{}),
-		finished:  make(chan struct{}),
-		loopsDone: make(chan struct{}),
+		Config:   cfg,
+		ID:       strconv.FormatUint(nextID.Add(1), 10),
+		Started:  now,
+		done:     make(chan struct{}),
+		finished: make(chan struct{}),
 	}
 	s.lastCaller.Store(now.UnixNano())
 	s.lastUpstream.Store(now.UnixNano())
@@ -204,16 +207,7 @@ func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
 			s.callerLoop(link)
 		}()
 	}
-	go func() {
-		<-s.loopsDone
-		// Only now are the counters final: the registry folds them into
-		// its totals as it lets the session go, so totals never go back.
-		reg.remove(s)
-		if s.OnEnd != nil {
-			s.OnEnd(s)
-		}
-		close(s.finished)
-	}()
+
 	return nil
 }
 
@@ -243,11 +237,26 @@ func (s *Session) enterLoop() bool {
 
 func (s *Session) leaveLoop() {
 	s.loopsMu.Lock()
-	defer s.loopsMu.Unlock()
 	s.nloops--
-	if s.endedFlag && s.nloops == 0 {
-		close(s.loopsDone)
+	last := s.endedFlag && s.nloops == 0
+	s.loopsMu.Unlock()
+	if last {
+		s.finish()
 	}
+}
+
+// finish runs once the session has ended and its last loop has left (in
+// that loop's goroutine, so an idle session costs no goroutine for it).
+// Only now are the counters final: the registry folds them into its
+// totals as it lets the session go, so totals never go back.
+func (s *Session) finish() {
+	if s.registry != nil {
+		s.registry.remove(s)
+	}
+	if s.OnEnd != nil {
+		s.OnEnd(s)
+	}
+	close(s.finished)
 }
 
 // Attach makes l the caller link, closing the one it replaces. A session
@@ -306,7 +315,7 @@ func (s *Session) Stats() Stats {
 
 func (s *Session) upstreamLoop() {
 	defer s.leaveLoop()
-	buf := make([]byte, wire.MaxDatagram)
+	buf := make([]byte, relayBuf)
 	for {
 		n, err := s.Upstream.Read(buf)
 		if err != nil {
@@ -342,7 +351,7 @@ func (s *Session) upstreamLoop() {
 }
 
 func (s *Session) callerLoop(l Link) {
-	buf := make([]byte, wire.MaxDatagram)
+	buf := make([]byte, relayBuf)
 	for {
 		n, err := l.Read(buf)
 		if err != nil {
@@ -477,10 +486,11 @@ func (s *Session) End(reason EndReason, err error) {
 		close(s.done)
 		s.loopsMu.Lock()
 		s.endedFlag = true
-		if s.nloops == 0 {
-			close(s.loopsDone)
-		}
+		last := s.nloops == 0
 		s.loopsMu.Unlock()
+		if last {
+			defer s.finish()
+		}
 		if w := s.watchdog.Load(); w != nil {
 			w.Stop()
 		}
