@@ -1,0 +1,147 @@
+// Package loadharness measures the relay: it starts Caddy (with caddy-l4's
+// proxy handler or with this plugin) as a separate process in front of a
+// gosrt origin, drives SRT traffic through it from gosrt and libsrt peers,
+// and reads what the proxy process spent from /proc. The command
+// internal/cmd/loadharness runs the scenarios and prints the tables.
+package loadharness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Procs starts external programs and stops every one of them at the end.
+// Each process writes its output to a log file of its own in Dir.
+type Procs struct {
+	Dir string
+
+	mu   sync.Mutex
+	list []*Proc
+	seq  int
+}
+
+// Proc is one external program.
+type Proc struct {
+	Name string
+	Log  string // the file its stdout and stderr go to
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // valid once done is closed
+}
+
+// stopGrace is how long a process gets after SIGTERM before SIGKILL.
+const stopGrace = 3 * time.Second
+
+// Start runs bin with args. name labels the log file; a number keeps
+// names unique.
+func (g *Procs) Start(name, bin string, args ...string) (*Proc, error) {
+	g.mu.Lock()
+	g.seq++
+	logPath := filepath.Join(g.Dir, fmt.Sprintf("%03d-%s.log", g.seq, name))
+	g.mu.Unlock()
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close() // the child has its own copy
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &Proc{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	g.mu.Lock()
+	g.list = append(g.list, p)
+	g.mu.Unlock()
+	return p, nil
+}
+
+// StopAll stops every process still running, in parallel, and waits.
+func (g *Procs) StopAll() {
+	g.mu.Lock()
+	list := g.list
+	g.list = nil
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Stop()
+		}()
+	}
+	wg.Wait()
+}
+
+// Pid is the process ID.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Wait waits up to d for the process to end by itself.
+func (p *Proc) Wait(d time.Duration) (exited bool, err error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return true, p.err
+	case <-t.C:
+		return false, nil
+	}
+}
+
+// Stop sends SIGTERM, then SIGKILL after stopGrace, to the process's
+// group, and waits for it.
+func (p *Proc) Stop() {
+	if p.Exited() {
+		return
+	}
+	_ = syscall.Kill(-p.Pid(), syscall.SIGTERM)
+	if exited, _ := p.Wait(stopGrace); exited {
+		return
+	}
+	_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
+	<-p.done
+}
+
+// Output is what the process wrote so far.
+func (p *Proc) Output() string {
+	b, _ := os.ReadFile(p.Log)
+	return string(b)
+}
+
+// WaitOutput waits up to d for the process to write s.
+func (p *Proc) WaitOutput(s string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		if strings.Contains(p.Output(), s) {
+			return nil
+		}
+		if p.Exited() {
+			return fmt.Errorf("%s exited (%v) before saying %q; see %s", p.Name, p.err, s, p.Log)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not say %q within %v; see %s", p.Name, s, d, p.Log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
