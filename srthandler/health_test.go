@@ -215,10 +215,10 @@ func TestSilentConclusionDoesNotTakeUpstreamOut(t *testing.T) {
 	relay := testpeer.NewRelay(t, b.Addr())
 	var dropConclusions atomic.Bool
 	dropConclusions.Store(true)
-	relay.Drop = func(toBackend bool, p []byte) bool {
+	relay.SetDrop(func(toBackend bool, p []byte) bool {
 		typ, ok := wire.HandshakeTypeOf(p)
 		return toBackend && ok && typ == wire.HSConclusion && dropConclusions.Load()
-	}
+	})
 	p := testpeer.StartProxy(t, map[string]any{
 		"handshake_timeout": "1s",
 		"routes":            []any{map[string]any{"to": to(relay.Addr)}},

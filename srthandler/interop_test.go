@@ -207,16 +207,13 @@ func TestInteropWrongPassphrase(t *testing.T) {
 // the backend sends (the handshake type at offset 36 is 0xFFFFFFFF).
 func interopDropFirstConclusionResponse(r *testpeer.Relay) *atomic.Bool {
 	dropped := new(atomic.Bool)
-	r.Drop = func(toBackend bool, p []byte) bool {
+	r.SetDrop(func(toBackend bool, p []byte) bool {
 		if toBackend || len(p) < 64 || binary.BigEndian.Uint16(p) != 0x8000 ||
 			binary.BigEndian.Uint32(p[36:]) != 0xFFFFFFFF {
 			return false
 		}
 		return dropped.CompareAndSwap(false, true)
-	}
-	// The relay reads Drop after loading its pause flag: this store orders
-	// the assignment above before the relay's first use of it.
-	r.Resume()
+	})
 	return dropped
 }
 

@@ -143,6 +143,8 @@ type Session struct {
 
 	link     atomic.Pointer[linkRef]
 	fastPath bool
+	heldMu   sync.Mutex
+	held     [][]byte
 
 	fromCaller, fromUpstream counter
 	callerACK, upstreamACK   linkStats
@@ -263,7 +265,13 @@ func (s *Session) finish() {
 // relaying through a caddy-l4 connection uses it when a config reload
 // handed the caller to a new connection; the caller then runs ServeLink(l).
 func (s *Session) Attach(l Link) {
+	s.heldMu.Lock()
 	old := s.link.Swap(&linkRef{l})
+	for _, p := range s.held {
+		_, _ = l.Write(p)
+	}
+	s.held = nil
+	s.heldMu.Unlock()
 	if old != nil && old.Link != l {
 		_ = old.Close()
 	}
@@ -336,7 +344,11 @@ func (s *Session) upstreamLoop() {
 		}
 		s.fromUpstream.add(n)
 		if _, err := s.currentLink().Write(p); err != nil && !s.ended() {
-			s.Logger.Debug("writing to caller", zap.String("session", s.ID), zap.Error(err))
+			if errors.Is(err, net.ErrClosed) {
+				s.hold(p)
+			} else {
+				s.Logger.Debug("writing to caller", zap.String("session", s.ID), zap.Error(err))
+			}
 		}
 		if wire.IsControl(p) {
 			switch wire.ControlTypeOf(p) {
@@ -368,6 +380,26 @@ func (s *Session) callerLoop(l Link) {
 			continue
 		}
 		s.FromCaller(buf[:n])
+	}
+}
+
+// maxHeld bounds the datagrams kept for a caller whose link went away.
+const maxHeld = 1024
+
+// hold keeps a datagram for the caller whose link's socket is closed: on
+// the listener data path a reload closes the listener socket the session
+// writes through, and the caller's next datagram attaches a new link.
+// Until then, what the upstream sends waits here instead of being lost.
+func (s *Session) hold(p []byte) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	if l := s.currentLink(); l != nil {
+		if _, err := l.Write(p); err == nil {
+			return // re-attached meanwhile
+		}
+	}
+	if len(s.held) < maxHeld {
+		s.held = append(s.held, append([]byte(nil), p...))
 	}
 }
 

@@ -14,8 +14,7 @@ import (
 type Relay struct {
 	// Addr is where the proxy should send.
 	Addr string
-	// Drop, when set, decides per datagram; toBackend tells the direction.
-	Drop func(toBackend bool, p []byte) bool
+	drop atomic.Pointer[func(toBackend bool, p []byte) bool]
 
 	ln      *net.UDPConn
 	backend *net.UDPAddr
@@ -65,12 +64,17 @@ func (r *Relay) Close() {
 	r.wg.Wait()
 }
 
+// SetDrop installs a function that decides, per datagram, whether the
+// relay loses it; toBackend tells the direction. It may be called while
+// the relay runs.
+func (r *Relay) SetDrop(f func(toBackend bool, p []byte) bool) { r.drop.Store(&f) }
+
 // Seen counts every datagram that reached the relay, either way.
 func (r *Relay) Seen() int64 { return r.seen.Load() }
 
-func (r *Relay) drop(toBackend bool, p []byte) bool {
+func (r *Relay) lose(toBackend bool, p []byte) bool {
 	r.seen.Add(1)
-	if r.paused.Load() || (r.Drop != nil && r.Drop(toBackend, p)) {
+	if f := r.drop.Load(); r.paused.Load() || (f != nil && (*f)(toBackend, p)) {
 		r.dropped.Add(1)
 		return true
 	}
@@ -102,7 +106,7 @@ func (r *Relay) fromClients() {
 			go r.fromBackend(up, from)
 		}
 		r.mu.Unlock()
-		if !r.drop(true, buf[:n]) {
+		if !r.lose(true, buf[:n]) {
 			_, _ = up.Write(buf[:n])
 		}
 	}
@@ -119,7 +123,7 @@ func (r *Relay) fromBackend(up *net.UDPConn, client *net.UDPAddr) {
 			}
 			continue // ICMP errors while the backend restarts
 		}
-		if !r.drop(false, buf[:n]) {
+		if !r.lose(false, buf[:n]) {
 			_, _ = r.ln.WriteToUDP(buf[:n], client)
 		}
 	}
