@@ -2,6 +2,8 @@ package srthandler_test
 
 import (
 	"encoding/binary"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -93,8 +95,13 @@ func TestSessionsSurviveReloads(t *testing.T) {
 			alt := &struct{ addr string }{other.Addr()}
 			p := testpeer.StartProxy(t, cfg("live/*", main), testpeer.Options{Admin: true})
 
-			const reloads = 5
-			sent, got := streamThroughReloads(t, p.Addr, 3000, func() {
+			// SRT_SOAK_RELOADS=N runs a longer soak: N reloads, 250 ms apart.
+			reloads, packets, gap := 5, 3000, 400*time.Millisecond
+			if n, err := strconv.Atoi(os.Getenv("SRT_SOAK_RELOADS")); err == nil && n > 0 {
+				reloads, gap = n, 250*time.Millisecond
+				packets = int(time.Duration(n+2)*gap/time.Millisecond) + 1000
+			}
+			sent, got := streamThroughReloads(t, p.Addr, packets, func() {
 				configs := []map[string]any{
 					cfg("live/*", main),
 					cfg("elsewhere/*", alt), // the session's route is gone
@@ -103,8 +110,8 @@ func TestSessionsSurviveReloads(t *testing.T) {
 					cfg("live/*", main),
 				}
 				for i := range reloads {
-					time.Sleep(400 * time.Millisecond)
-					if err := p.Reload(configs[i]); err != nil {
+					time.Sleep(gap)
+					if err := p.Reload(configs[i%len(configs)]); err != nil {
 						t.Errorf("reload %d: %v", i+1, err)
 					}
 				}
