@@ -6,7 +6,7 @@ CADDY_L4       = github.com/mholt/caddy-l4@v0.1.2
 DEMO          := .demo
 XCADDY        := $(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
 
-.PHONY: demo test run build fuzz clean
+.PHONY: demo test run build fuzz clean load
 
 ## demo: build Caddy with the plugin, route real streams through it, show what went where
 demo: build
@@ -17,6 +17,18 @@ demo: build
 build:
 	mkdir -p $(DEMO)
 	$(XCADDY) build $(CADDY_VERSION) --with $(CADDY_L4) --with github.com/srtroute/caddy-l4-srt@v0.0.0=. --output $(DEMO)/caddy
+
+## load: the same SRT traffic direct, through caddy-l4's proxy handler and through the plugin;
+## prints CPU per GB, delivery, retransmissions, RSS, connect times, idle-session memory and
+## handshake rate per path (needs srt-tools, gcc, libsrt-gnutls-dev). LOADFLAGS passes flags,
+## e.g. make load LOADFLAGS='-scenarios single -profile .demo/load/prof'
+LOADFLAGS ?=
+load: build $(DEMO)/srtcaller
+	$(GO) run ./internal/cmd/loadharness -caddy $(DEMO)/caddy -srtcaller $(DEMO)/srtcaller -logs $(DEMO)/load $(LOADFLAGS)
+
+$(DEMO)/srtcaller: internal/testpeer/libsrt/srtcaller.c
+	mkdir -p $(DEMO)
+	gcc -O2 -Wall -o $@ $< $$(pkg-config --cflags --libs srt-gnutls 2>/dev/null || echo -lsrt-gnutls)
 
 ## test: everything CI runs (interop tests skip when srt-tools/ffmpeg are missing, unless SRT_INTEROP=required)
 test:
