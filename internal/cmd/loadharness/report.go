@@ -103,16 +103,22 @@ func printConnects(w io.Writer, kind lh.PeerKind, n int, rs []*lh.ConnectResult)
 		caller = "libsrt srt_connect (C caller)"
 	}
 	fmt.Fprintf(w, "\n== connect time: %d sequential %s, ms\n", n, caller)
-	direct, haveDirect := findPath(rs, lh.Direct, func(r *lh.ConnectResult) lh.Path { return r.Path })
+	pathOf := func(r *lh.ConnectResult) lh.Path { return r.Path }
+	direct, haveDirect := findPath(rs, lh.Direct, pathOf)
+	l4, haveL4 := findPath(rs, lh.L4Proxy, pathOf)
 	tw := newTable(w)
-	fmt.Fprintln(tw, "PATH\tOK\tFAILED\tp50\tp90\tp99\tp50 ÷ direct")
+	fmt.Fprintln(tw, "PATH\tOK\tFAILED\tp50\tp90\tp99\tp50 ÷ direct\tp50 ÷ l4proxy")
 	for _, r := range rs {
-		rel := "-"
+		relDirect, relL4 := "-", "-"
+		p50 := float64(r.Times.Percentile(50))
 		if haveDirect && r.Path != lh.Direct {
-			rel = ratio(float64(r.Times.Percentile(50)), float64(direct.Times.Percentile(50)))
+			relDirect = ratio(p50, float64(direct.Times.Percentile(50)))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Path, len(r.Times), r.Failures,
-			ms(r.Times.Percentile(50)), ms(r.Times.Percentile(90)), ms(r.Times.Percentile(99)), rel)
+		if haveL4 && r.Path != lh.Direct && r.Path != lh.L4Proxy {
+			relL4 = ratio(p50, float64(l4.Times.Percentile(50)))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Path, len(r.Times), r.Failures,
+			ms(r.Times.Percentile(50)), ms(r.Times.Percentile(90)), ms(r.Times.Percentile(99)), relDirect, relL4)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "  target: plugin p50 ≤ %.1f × direct\n", targetConnect)
@@ -137,6 +143,15 @@ func printIdle(w io.Writer, n int, hold time.Duration, rs []*lh.IdleResult) {
 		}
 	}
 	fmt.Fprintf(w, "  KiB/SESSION = (RSS after − RSS before) ÷ sessions connected; target ≤ %d KiB\n", targetIdleKiB)
+	pathOf := func(r *lh.IdleResult) lh.Path { return r.Path }
+	if l4, ok := findPath(rs, lh.L4Proxy, pathOf); ok {
+		for _, p := range []lh.Path{lh.SRT, lh.SRTListener} {
+			if r, ok := findPath(rs, p, pathOf); ok {
+				fmt.Fprintf(w, "  %s ÷ l4proxy: KiB/session %s, CPU while idle %s\n", p,
+					ratio(r.PerSessionKiB(), l4.PerSessionKiB()), ratio(r.ProxyCPU.Seconds(), l4.ProxyCPU.Seconds()))
+			}
+		}
+	}
 }
 
 func printStorm(w io.Writer, kind lh.PeerKind, workers int, d time.Duration, rs []*lh.StormResult) {
@@ -152,7 +167,7 @@ func printStorm(w io.Writer, kind lh.PeerKind, workers int, d time.Duration, rs 
 		if r.Path != lh.Direct {
 			cpu, peak = fmt.Sprintf("%.2f", r.ProxyCPU.Seconds()), mib(r.PeakRSS)
 			if len(r.Times) > 0 {
-				per = fmt.Sprintf("%.3f", 1000*r.ProxyCPU.Seconds()/float64(len(r.Times)))
+				per = fmt.Sprintf("%.3f", 1000*cpuPerHandshake(r))
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.2f%%\t%.0f\t%s\t%s\t%s\t%d\t%.0f%%\t%s\t%s\t%s\n", r.Path, r.Attempts, len(r.Times), r.FailurePercent(),
@@ -162,6 +177,16 @@ func printStorm(w io.Writer, kind lh.PeerKind, workers int, d time.Duration, rs 
 	for _, r := range rs {
 		if len(r.Errors) > 0 {
 			fmt.Fprintf(w, "  %s failures: %s\n", r.Path, topErrors(r.Errors, 3))
+		}
+	}
+	pathOf := func(r *lh.StormResult) lh.Path { return r.Path }
+	if l4, ok := findPath(rs, lh.L4Proxy, pathOf); ok {
+		for _, p := range []lh.Path{lh.SRT, lh.SRTListener} {
+			if r, ok := findPath(rs, p, pathOf); ok {
+				fmt.Fprintf(w, "  %s ÷ l4proxy: handshakes/s %s, CPU per handshake %s, peak RSS %s\n", p,
+					ratio(r.PerSecond(), l4.PerSecond()), ratio(cpuPerHandshake(r), cpuPerHandshake(l4)),
+					ratio(float64(r.PeakRSS), float64(l4.PeakRSS)))
+			}
 		}
 	}
 	fmt.Fprintf(w, "  target: ≥ %d handshakes/s with < %.0f%% failures\n", targetHandshakes, targetFailures)
@@ -182,4 +207,11 @@ func topErrors(m map[string]int, n int) string {
 		parts = append(parts, fmt.Sprintf("%d× %q", list[i].count, list[i].err))
 	}
 	return strings.Join(parts, "; ")
+}
+
+func cpuPerHandshake(r *lh.StormResult) float64 {
+	if len(r.Times) == 0 {
+		return 0
+	}
+	return r.ProxyCPU.Seconds() / float64(len(r.Times))
 }
