@@ -548,15 +548,29 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 
 // establish turns an accepted splice into a live session.
 func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wire.Handshake, info *streamid.Info, route int, res *spliced, received time.Time, log *zap.Logger) (taken bool, reject []byte) {
-	var link session.Link
-	fast := false
+	var (
+		link   session.Link
+		fast   bool
+		own    [][]byte // the caller's datagrams the new socket caught early
+		strays []session.Stray
+	)
 	if h.DataPath != "listener" {
-		conn, err := session.DialFrom(cx.LocalAddr(), caller)
+		conn, caught, err := session.DialFrom(cx.LocalAddr(), caller)
 		if err == nil {
 			link, fast = conn, true
+			for _, st := range caught {
+				if st.From == caller {
+					own = append(own, st.Data)
+				} else {
+					strays = append(strays, st)
+				}
+			}
 		} else {
 			log.Debug("no session socket; relaying through the listener", zap.Error(err))
 		}
+	}
+	for _, st := range strays {
+		go h.serveStray(cx, st)
 	}
 	if link == nil {
 		link = newConnLink(cx)
@@ -630,6 +644,9 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 	countHandshake(outcomeAccepted, 0, received)
 	log.Info("session established", zap.String("session", s.ID), zap.Bool("session_socket", fast))
 	if fast {
+		for _, p := range own {
+			s.FromCaller(p)
+		}
 		// What caddy-l4 queued for this caller before the session socket
 		// existed still belongs to the session.
 		buf := make([]byte, pendingBuf)
@@ -645,6 +662,53 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 	s.ServeLink(link)
 	return true, nil
 }
+
+// serveStray serves a datagram of another caller that a new session
+// socket caught in the instant between its bind and its connect (see
+// session.DialFrom): as if caddy-l4 had delivered it, with answers sent
+// from the listener's socket.
+func (h *Handler) serveStray(listener *layer4.Connection, st session.Stray) {
+	if s := h.registry.Lookup(st.From); s != nil {
+		s.FromCaller(st.Data)
+		return
+	}
+	pc, ok := listener.Conn.(net.PacketConn)
+	if !ok {
+		return
+	}
+	h.logger.Debug("serving a datagram a new session socket caught", zap.Stringer("caller", st.From))
+	conn := &strayConn{pc: pc, local: listener.LocalAddr(), remote: net.UDPAddrFromAddrPort(st.From), first: st.Data}
+	_ = h.Handle(layer4.WrapConnection(conn, nil, h.logger), nil)
+}
+
+// errStrayDone ends a stray's handling after its one datagram: the
+// caller's later datagrams reach the listener as usual.
+var errStrayDone = errors.New("no more datagrams on this path")
+
+// strayConn presents one caught datagram to Handle as a caddy-l4
+// connection would, and sends answers from the listener's socket.
+type strayConn struct {
+	pc            net.PacketConn
+	local, remote net.Addr
+	first         []byte
+	read          bool
+}
+
+func (c *strayConn) Read(b []byte) (int, error) {
+	if c.read {
+		return 0, errStrayDone
+	}
+	c.read = true
+	return copy(b, c.first), nil
+}
+
+func (c *strayConn) Write(b []byte) (int, error)      { return c.pc.WriteTo(b, c.remote) }
+func (c *strayConn) Close() error                     { return nil }
+func (c *strayConn) LocalAddr() net.Addr              { return c.local }
+func (c *strayConn) RemoteAddr() net.Addr             { return c.remote }
+func (c *strayConn) SetDeadline(time.Time) error      { return nil }
+func (c *strayConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *strayConn) SetWriteDeadline(time.Time) error { return nil }
 
 // rejoin hands a datagram that reached the listener to the session of its
 // caller: one in flight while the session socket was being made, or, for

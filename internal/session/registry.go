@@ -150,6 +150,13 @@ func (r *Registry) Sessions() []*Session {
 	return out
 }
 
+// Stray is a datagram a new session socket received before it was
+// connected to its caller (see DialFrom).
+type Stray struct {
+	From netip.AddrPort
+	Data []byte
+}
+
 // CallerKey is the registry key of a caller address: IPv4 callers of a
 // dual-stack listener appear as IPv4-mapped IPv6, and must key the same as
 // on an IPv4 listener.

@@ -4,9 +4,12 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // listen opens a listener the way Caddy does (SO_REUSEPORT).
@@ -63,7 +66,7 @@ func TestDialFromTakesCallerTraffic(t *testing.T) {
 			defer other.Close()
 			callerAddr := netip.MustParseAddrPort(caller.LocalAddr().String())
 
-			sess, err := DialFrom(ln.LocalAddr(), callerAddr)
+			sess, _, err := DialFrom(ln.LocalAddr(), callerAddr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,5 +95,62 @@ func TestDialFromTakesCallerTraffic(t *testing.T) {
 				t.Fatalf("after closing the listener the session socket got %q, %v", got, ok)
 			}
 		})
+	}
+}
+
+// What a socket queued before it was connected comes back from
+// drainStrays, each datagram with its sender: the datagrams DialFrom
+// may catch between its bind and its connect.
+func TestDrainStrays(t *testing.T) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(fd)
+	port := sa.(*unix.SockaddrInet4).Port
+	target := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	var senders []*net.UDPConn
+	for i := range 3 {
+		c, err := net.DialUDP("udp", nil, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte{byte('a' + i)})
+		senders = append(senders, c)
+	}
+	// Connect to the first sender, as DialFrom connects to its caller.
+	caller := senders[0].LocalAddr().(*net.UDPAddr)
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}, Port: caller.Port}); err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "session")
+	fc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.Close()
+	strays, err := drainStrays(fc.(*net.UDPConn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(strays) != 3 {
+		t.Fatalf("drained %d datagrams, want 3", len(strays))
+	}
+	for i, st := range strays {
+		want := senders[i].LocalAddr().(*net.UDPAddr).AddrPort()
+		if st.From != want || string(st.Data) != string(rune('a'+i)) {
+			t.Errorf("stray %d: %q from %v, want %q from %v", i, st.Data, st.From, string(rune('a'+i)), want)
+		}
+	}
+	// Connected now: another sender's datagram no longer lands here.
+	senders[1].Write([]byte("late"))
+	time.Sleep(50 * time.Millisecond)
+	if more, _ := drainStrays(fc.(*net.UDPConn)); len(more) != 0 {
+		t.Errorf("a connected socket took %d more datagrams from others", len(more))
 	}
 }

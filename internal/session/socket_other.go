@@ -10,6 +10,6 @@ import (
 
 // DialFrom is only implemented on Linux; elsewhere sessions relay through
 // the connection they came in on.
-func DialFrom(net.Addr, netip.AddrPort) (*net.UDPConn, error) {
-	return nil, errors.ErrUnsupported
+func DialFrom(net.Addr, netip.AddrPort) (*net.UDPConn, []Stray, error) {
+	return nil, nil, errors.ErrUnsupported
 }
