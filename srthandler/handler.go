@@ -127,36 +127,16 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults and compiles the routes.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	if h.HandshakeTimeout == 0 {
-		h.HandshakeTimeout = caddy.Duration(DefaultHandshakeTimeout)
-	}
-	if h.IdleTimeout == 0 {
-		h.IdleTimeout = caddy.Duration(DefaultIdleTimeout)
-	}
-	if h.HealthTimeout == 0 {
-		h.HealthTimeout = caddy.Duration(DefaultHealthTimeout)
-	}
-	if h.HealthPasses == 0 {
-		h.HealthPasses = DefaultHealthPasses
-	}
-	if h.HealthFails == 0 {
-		h.HealthFails = DefaultHealthFails
-	}
-	if h.MaxFails == 0 {
-		h.MaxFails = DefaultMaxFails
-	}
-	if h.FailDuration == 0 {
-		h.FailDuration = caddy.Duration(DefaultFailDuration)
-	}
-	if h.MaxSessions == 0 {
-		h.MaxSessions = DefaultMaxSessions
-	}
-	if h.MaxPending == 0 {
-		h.MaxPending = DefaultMaxPending
-	}
-	if h.MaxPendingPerIP == 0 {
-		h.MaxPendingPerIP = DefaultMaxPendingPerIP
-	}
+	defaultTo(&h.HandshakeTimeout, caddy.Duration(DefaultHandshakeTimeout))
+	defaultTo(&h.IdleTimeout, caddy.Duration(DefaultIdleTimeout))
+	defaultTo(&h.HealthTimeout, caddy.Duration(DefaultHealthTimeout))
+	defaultTo(&h.HealthPasses, DefaultHealthPasses)
+	defaultTo(&h.HealthFails, DefaultHealthFails)
+	defaultTo(&h.MaxFails, DefaultMaxFails)
+	defaultTo(&h.FailDuration, caddy.Duration(DefaultFailDuration))
+	defaultTo(&h.MaxSessions, DefaultMaxSessions)
+	defaultTo(&h.MaxPending, DefaultMaxPending)
+	defaultTo(&h.MaxPendingPerIP, DefaultMaxPendingPerIP)
 	h.passive = passivePolicy{maxFails: h.MaxFails, failDuration: time.Duration(h.FailDuration)}
 	for i, r := range h.Routes {
 		if err := r.provision(); err != nil {
@@ -184,6 +164,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.registry = session.Default
 	registerMetrics(ctx.GetMetricsRegistry())
 	return nil
+}
+
+// defaultTo sets an option left at its zero value.
+func defaultTo[T comparable](opt *T, def T) {
+	var zero T
+	if *opt == zero {
+		*opt = def
+	}
 }
 
 // Validate checks the handler's options.

@@ -24,16 +24,11 @@ const connectWarmup = 3
 // RunConnects connects n callers of kind through path one after the
 // other, closing each right away.
 func (e *Env) RunConnects(ctx context.Context, path Path, kind PeerKind, n int) (*ConnectResult, error) {
-	origin, err := StartOrigin()
+	_, t, stop, err := viaOrigin(ctx, e, path, StartOrigin)
 	if err != nil {
 		return nil, err
 	}
-	defer origin.Close()
-	t, err := e.Via(ctx, path, origin.Addr())
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
+	defer stop()
 	res := &ConnectResult{Path: path, Kind: kind}
 	switch kind {
 	case Gosrt:

@@ -34,16 +34,11 @@ func (r *IdleResult) PerSessionKiB() float64 {
 // handshakes at a time), holds them for hold, and reads the proxy's RSS
 // before the first and after the hold.
 func (e *Env) RunIdle(ctx context.Context, path Path, n int, hold time.Duration) (*IdleResult, error) {
-	origin, err := StartKeepaliveOrigin()
+	origin, t, stop, err := viaOrigin(ctx, e, path, StartKeepaliveOrigin)
 	if err != nil {
 		return nil, err
 	}
-	defer origin.Close()
-	t, err := e.Via(ctx, path, origin.Addr())
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
+	defer stop()
 	res := &IdleResult{Path: path, Wanted: n, Hold: hold, Errors: map[string]int{}}
 	before, err := t.Usage()
 	if err != nil {

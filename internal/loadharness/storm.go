@@ -51,16 +51,11 @@ const stormAttempts = 100000
 // after 3 s; a libsrt caller (the C caller, one process per worker)
 // repeats them every 250 ms.
 func (e *Env) RunStorm(ctx context.Context, path Path, kind PeerKind, workers int, d time.Duration) (*StormResult, error) {
-	origin, err := StartOrigin()
+	origin, t, stop, err := viaOrigin(ctx, e, path, StartOrigin)
 	if err != nil {
 		return nil, err
 	}
-	defer origin.Close()
-	t, err := e.Via(ctx, path, origin.Addr())
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
+	defer stop()
 	res := &StormResult{Path: path, Kind: kind, Workers: workers, Errors: map[string]int{}}
 	before, err := t.Usage()
 	if err != nil {

@@ -47,16 +47,11 @@ func (r *StreamResult) GB() float64 { return float64(r.SentBytes) / 1e9 }
 // collects the counters. The proxy's CPU is read from the first packet
 // to the last delivery.
 func (e *Env) RunStreams(ctx context.Context, path Path, l StreamLoad) (*StreamResult, error) {
-	origin, err := StartOrigin()
+	origin, t, stop, err := viaOrigin(ctx, e, path, StartOrigin)
 	if err != nil {
 		return nil, err
 	}
-	defer origin.Close()
-	t, err := e.Via(ctx, path, origin.Addr())
-	if err != nil {
-		return nil, err
-	}
-	defer t.Close()
+	defer stop()
 	pps := PacketsPerSecond(l.Mbps * 1e6)
 	ps := e.connectPublishers(t.Addr, l.Kind, l.Streams, pps, l.Duration+time.Minute)
 	defer ps.close()

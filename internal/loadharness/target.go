@@ -57,3 +57,24 @@ func (t *Target) Usage() (Usage, error) {
 	}
 	return t.Proxy.Usage()
 }
+
+// originServer is an origin a scenario runs behind the path.
+type originServer interface {
+	Addr() string
+	Close()
+}
+
+// viaOrigin starts an origin and the proxy for path in front of it; stop closes
+// both.
+func viaOrigin[O originServer](ctx context.Context, e *Env, path Path, start func() (O, error)) (origin O, t *Target, stop func(), err error) {
+	origin, err = start()
+	if err != nil {
+		return origin, nil, nil, err
+	}
+	t, err = e.Via(ctx, path, origin.Addr())
+	if err != nil {
+		origin.Close()
+		return origin, nil, nil, err
+	}
+	return origin, t, func() { t.Close(); origin.Close() }, nil
+}

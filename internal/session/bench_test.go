@@ -109,13 +109,8 @@ func BenchmarkClassify(b *testing.B) {
 		if i%8 == 0 {
 			p = ack
 		}
-		if wire.IsControl(p) {
-			switch wire.ControlTypeOf(p) {
-			case wire.CtrlACK:
-				l.note(p)
-			case wire.CtrlShutdown:
-				b.Fatal("not a shutdown")
-			}
+		if observe(p, &l) {
+			b.Fatal("not a shutdown")
 		}
 		if wire.DestSocketOf(p) != 9 {
 			b.Fatal("dest")

@@ -350,14 +350,9 @@ func (s *Session) upstreamLoop() {
 				s.Logger.Debug("writing to caller", zap.String("session", s.ID), zap.Error(err))
 			}
 		}
-		if wire.IsControl(p) {
-			switch wire.ControlTypeOf(p) {
-			case wire.CtrlACK:
-				s.upstreamACK.note(p)
-			case wire.CtrlShutdown:
-				s.End(EndUpstreamShutdown, nil)
-				return
-			}
+		if observe(p, &s.upstreamACK) {
+			s.End(EndUpstreamShutdown, nil)
+			return
 		}
 	}
 }
@@ -415,14 +410,25 @@ func (s *Session) FromCaller(p []byte) {
 	if _, err := s.Upstream.Write(p); err != nil && !s.ended() && !isRefused(err) {
 		s.Logger.Debug("writing to upstream", zap.String("session", s.ID), zap.Error(err))
 	}
-	if wire.IsControl(p) {
-		switch wire.ControlTypeOf(p) {
-		case wire.CtrlACK:
-			s.callerACK.note(p)
-		case wire.CtrlShutdown:
-			s.End(EndCallerShutdown, nil)
-		}
+	if observe(p, &s.callerACK) {
+		s.End(EndCallerShutdown, nil)
 	}
+}
+
+// observe reads what the relay wants from a datagram it passed on: the
+// link figures of a full ACK from its sender, and whether it was a
+// SHUTDOWN.
+func observe(p []byte, acks *linkStats) (shutdown bool) {
+	if !wire.IsControl(p) {
+		return false
+	}
+	switch wire.ControlTypeOf(p) {
+	case wire.CtrlACK:
+		acks.note(p)
+	case wire.CtrlShutdown:
+		return true
+	}
+	return false
 }
 
 // callerHandshake answers a handshake the caller sends after its session

@@ -508,18 +508,11 @@ type SLTCaller struct {
 // did not connect: Connected tells.
 func StartSLTCaller(t testing.TB, addr, streamID string, o SLTOptions) *SLTCaller {
 	t.Helper()
-	bin := RequireTool(t, "srt-live-transmit")
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, _ := strconv.Atoi(portStr)
-	q := url.Values{"mode": {"caller"}, "streamid": {streamID}}
-	setSLTOptions(q, o)
+	bin, target := sltCaller(t, addr, streamID, o)
 	c := &SLTCaller{}
 	// -chunk:1316 makes every read of standard input one SRT packet of at
 	// most 1316 bytes (seven TS packets).
-	c.Process = startProcess(t, true, io.Discard, bin, "-v", sltLifetime, "-a:no", "-chunk:1316", "file://con", sltURI(host, port, q))
+	c.Process = startProcess(t, true, io.Discard, bin, "-v", sltLifetime, "-a:no", "-chunk:1316", "file://con", target)
 	c.waitStderr("SRT target connected", 5*time.Second)
 	return c
 }
@@ -628,7 +621,17 @@ type SLTPlayer struct {
 // connected only once data arrives: callers check the far end instead.
 func StartSLTPlayer(t testing.TB, addr, streamID, sink string, o SLTOptions) *SLTPlayer {
 	t.Helper()
-	bin := RequireTool(t, "srt-live-transmit")
+	bin, source := sltCaller(t, addr, streamID, o)
+	p := &SLTPlayer{}
+	p.Process = startProcess(t, false, io.Discard, bin, "-v", sltLifetime, "-a:no", source, "udp://"+sink)
+	return p
+}
+
+// sltCaller returns srt-live-transmit and the srt:// URI of a caller of
+// addr with streamID.
+func sltCaller(t testing.TB, addr, streamID string, o SLTOptions) (bin, uri string) {
+	t.Helper()
+	bin = RequireTool(t, "srt-live-transmit")
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -636,7 +639,5 @@ func StartSLTPlayer(t testing.TB, addr, streamID, sink string, o SLTOptions) *SL
 	port, _ := strconv.Atoi(portStr)
 	q := url.Values{"mode": {"caller"}, "streamid": {streamID}}
 	setSLTOptions(q, o)
-	p := &SLTPlayer{}
-	p.Process = startProcess(t, false, io.Discard, bin, "-v", sltLifetime, "-a:no", sltURI(host, port, q), "udp://"+sink)
-	return p
+	return bin, sltURI(host, port, q)
 }
