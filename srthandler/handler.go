@@ -449,13 +449,15 @@ func (d *datagramReader) next(buf []byte) (int, error) {
 
 var errOversize = errors.New("datagram larger than caddy-l4 can deliver")
 
-// drainQuiet reads and discards from c until nothing came for quietPeriod.
+// drainQuiet reads and discards from c, caddy-l4's packet connection,
+// until nothing came for quietPeriod (io.EOF is an empty datagram: see
+// quietPeriod).
 func drainQuiet(c net.Conn, buf []byte) {
 	for {
 		if err := c.SetReadDeadline(time.Now().Add(quietPeriod)); err != nil {
 			return
 		}
-		if _, err := c.Read(buf); err != nil {
+		if _, err := c.Read(buf); err != nil && !errors.Is(err, io.EOF) {
 			return
 		}
 	}
