@@ -273,8 +273,21 @@ func FuzzDialer(f *testing.F) {
 			if !bytes.Equal(conclusion, orig) {
 				t.Fatalf("step %d: the caller's conclusion was modified", i)
 			}
-			if out != Ignored && wire.DestSocketOf(b) != socketID {
+			// libsrt refuses an HSv4 caller with a SHUTDOWN to socket 0.
+			refusal := wire.IsShutdown(b) && (wire.DestSocketOf(b) == socketID || wire.DestSocketOf(b) == 0)
+			if out != Ignored && wire.DestSocketOf(b) != socketID && !refusal {
 				t.Fatalf("step %d: outcome %v for a datagram to %#x, not to %#x", i, out, wire.DestSocketOf(b), socketID)
+			}
+			if refusal && out == Rejected {
+				if phase != inConclusion || d.RejectReason() != wire.RejPeer {
+					t.Fatalf("step %d: SHUTDOWN refusal in phase %d, reason %v", i, phase, d.RejectReason())
+				}
+				// The caller hears a refusal it can read, addressed to it.
+				if r := d.Response(); wire.DestSocketOf(r) != hs.SocketID || len(r) > len(orig) {
+					t.Fatalf("step %d: refusal %x for a caller socket %#x", i, r, hs.SocketID)
+				}
+				phase = done
+				continue
 			}
 			typ, _ := wire.HandshakeTypeOf(b)
 			switch out {
