@@ -1,9 +1,7 @@
 package handshake
 
 import (
-	"encoding/hex"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,14 +20,8 @@ var (
 
 func testJar() *cookie.Jar { return cookie.NewJarWithSecret([]byte("handshake tests")) }
 
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
-	if err != nil {
-		t.Fatalf("bad hex %q: %v", s, err)
-	}
-	return b
-}
+// unhex decodes hex that may be grouped with spaces.
+var unhex = wiretest.Unhex
 
 func clone(b []byte) []byte { return append([]byte(nil), b...) }
 

@@ -2,21 +2,14 @@ package wire
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
-	"strings"
 	"testing"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire/wiretest"
 )
 
 // unhex decodes hex that may be grouped with spaces.
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
-	if err != nil {
-		t.Fatalf("bad hex %q: %v", s, err)
-	}
-	return b
-}
+var unhex = wiretest.Unhex
 
 func TestHeaderParseAppend(t *testing.T) {
 	for _, tc := range []struct {

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"testing"
 )
 
 // Datagram is one recorded datagram.
@@ -159,4 +160,14 @@ func WriteFuzzSeed(target, name string, args ...any) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, name), FuzzSeed(args...), 0o644)
+}
+
+// Unhex decodes hex that may be grouped with spaces, failing t on bad input.
+func Unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.Join(strings.Fields(s), ""))
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
 }
