@@ -628,7 +628,7 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 	}
 	repl := cx.Replacer()
 	repl.Set("l4.srt.session_id", s.ID)
-	if _, err := link.Write(res.response); err != nil {
+	if err := s.WriteCaller(res.response); err != nil {
 		log.Debug("sending conclusion response to caller", zap.Error(err))
 	}
 	countHandshake(outcomeAccepted, 0, received)

@@ -143,8 +143,12 @@ type Session struct {
 
 	link     atomic.Pointer[linkRef]
 	fastPath bool
-	heldMu   sync.Mutex
-	held     [][]byte
+	// up is what the session writes to the upstream through: Upstream,
+	// or the reactor's copy of it.
+	up     Link
+	pair   *relayPair // non-nil when a reactor relays the session
+	heldMu sync.Mutex
+	held   [][]byte
 
 	fromCaller, fromUpstream counter
 	callerACK, upstreamACK   linkStats
@@ -184,33 +188,69 @@ func New(cfg Config) *Session {
 		done:     make(chan struct{}),
 		finished: make(chan struct{}),
 	}
+	if cfg.Upstream != nil {
+		s.up = cfg.Upstream
+	}
 	s.lastCaller.Store(now.UnixNano())
 	s.lastUpstream.Store(now.UnixNano())
 	return s
 }
 
-// Start registers the session and starts relaying. With fastPath the
-// session reads the caller link in a goroutine of its own; otherwise the
+// Start registers the session and starts relaying. With fastPath, link
+// is the session's own socket connected to the caller, and a reactor
+// relays both sockets (see reactor_linux.go), or failing that a goroutine
+// per direction; the session then owns link and Upstream. Otherwise the
 // caller must run ServeLink(link) until it returns.
 func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
 	s.registry = reg
 	s.fastPath = fastPath
-	s.link.Store(&linkRef{link})
+	var p *relayPair
+	if fastPath {
+		p = newRelayPair(s, link)
+	}
+	// Nobody else sees the session before reg.add.
+	switch {
+	case p != nil:
+		s.pair, s.up = p, p.upstream
+		s.link.Store(&linkRef{p.caller})
+		s.nloops = 1 // the reactor
+	case fastPath:
+		s.link.Store(&linkRef{link})
+		s.nloops = 2
+	default:
+		s.link.Store(&linkRef{link})
+		s.nloops = 1
+	}
 	if err := reg.add(s); err != nil {
+		if p != nil {
+			p.discard()
+		}
 		return err
 	}
 	s.armWatchdog()
-	s.enterLoop()
-	go s.upstreamLoop()
-	if fastPath {
-		s.enterLoop()
+	switch {
+	case p != nil:
+		// The reactor has descriptors of its own; these would keep Go's
+		// netpoller watching the sockets.
+		_ = link.Close()
+		_ = s.Upstream.Close()
+		p.handOver()
+	case fastPath:
+		go s.upstreamLoop()
 		go func() {
 			defer s.leaveLoop()
 			s.callerLoop(link)
 		}()
+	default:
+		go s.upstreamLoop()
 	}
-
 	return nil
+}
+
+// WriteCaller sends a datagram to the caller through the session's link.
+func (s *Session) WriteCaller(p []byte) error {
+	_, err := s.currentLink().Write(p)
+	return err
 }
 
 // FastPath reports whether the caller link is a socket of the session's own.
@@ -402,17 +442,23 @@ func (s *Session) hold(p []byte) {
 // datagrams that reached the listener socket instead of the session's own
 // (those in flight while the session socket was being set up).
 func (s *Session) FromCaller(p []byte) {
-	if wire.DestSocketOf(p) == 0 && wire.IsControl(p) && wire.ControlTypeOf(p) == wire.CtrlHandshake {
+	if isCallerHandshake(p) {
 		s.callerHandshake(p)
 		return
 	}
 	s.fromCaller.add(len(p))
-	if _, err := s.Upstream.Write(p); err != nil && !s.ended() && !isRefused(err) {
+	if _, err := s.up.Write(p); err != nil && !s.ended() && !isRefused(err) {
 		s.Logger.Debug("writing to upstream", zap.String("session", s.ID), zap.Error(err))
 	}
 	if observe(p, &s.callerACK) {
 		s.End(EndCallerShutdown, nil)
 	}
+}
+
+// isCallerHandshake reports a handshake the caller sends to no socket:
+// not relayed, but answered by the session (see callerHandshake).
+func isCallerHandshake(p []byte) bool {
+	return wire.DestSocketOf(p) == 0 && wire.IsControl(p) && wire.ControlTypeOf(p) == wire.CtrlHandshake
 }
 
 // observe reads what the relay wants from a datagram it passed on: the
@@ -539,11 +585,15 @@ func (s *Session) End(reason EndReason, err error) {
 			// The SHUTDOWN was relayed; both peers know.
 		default:
 			if reason != EndUpstreamError {
-				_, _ = s.Upstream.Write(wire.AppendShutdown(nil, s.UpstreamSocket, ts))
+				_, _ = s.up.Write(wire.AppendShutdown(nil, s.UpstreamSocket, ts))
 			}
 			if reason != EndCallerError && reason != EndCallerRestarted {
 				_, _ = s.currentLink().Write(wire.AppendShutdown(nil, s.CallerSocket, ts))
 			}
+		}
+		if s.pair != nil {
+			s.pair.release()
+			return
 		}
 		_ = s.Upstream.Close()
 		_ = s.currentLink().Close()

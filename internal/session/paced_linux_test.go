@@ -1,0 +1,160 @@
+package session
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+// pacedRate is the packet rate of BenchmarkRelayPaced: a 10 Mbit/s
+// stream of 1316-byte payloads.
+const pacedRate = 950
+
+// BenchmarkRelayPaced measures what an operator pays for: the relay's CPU
+// time per packet at a live stream's pace, where every packet finds the
+// relay asleep. The peers run in a child process so that only the relay
+// is in this process's CPU time (getrusage). It sends b.N data packets
+// from the caller end at pacedRate, the upstream end answers every tenth
+// with a small control packet, as an SRT receiver's ACKs would.
+//
+//	go test -run XXX -bench RelayPaced -benchtime 10000x ./internal/session
+func BenchmarkRelayPaced(b *testing.B) {
+	for _, reactor := range []bool{true, false} {
+		name := "reactor"
+		if !reactor {
+			name = "goroutines"
+		}
+		b.Run(name, func(b *testing.B) { benchmarkRelayPaced(b, reactor) })
+	}
+}
+
+func benchmarkRelayPaced(b *testing.B, reactor bool) {
+	defer func(was bool) { useReactor = was }(useReactor)
+	useReactor = reactor && useReactor
+
+	child := exec.Command(os.Args[0], "-test.run=^TestPacedPeers$")
+	child.Env = append(os.Environ(), "SESSION_PACED_PEERS="+strconv.Itoa(b.N))
+	stdin, _ := child.StdinPipe()
+	stdout, _ := child.StdoutPipe()
+	child.Stderr = os.Stderr
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer child.Process.Kill()
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	var callerPort, upstreamPort int
+	if _, err := fmt.Sscanf(line, "%d %d", &callerPort, &upstreamPort); err != nil {
+		b.Fatalf("child said %q: %v", line, err)
+	}
+	lo := net.IPv4(127, 0, 0, 1)
+	link, err := net.DialUDP("udp", &net.UDPAddr{IP: lo}, &net.UDPAddr{IP: lo, Port: callerPort})
+	if err != nil {
+		b.Fatal(err)
+	}
+	up, err := net.DialUDP("udp", &net.UDPAddr{IP: lo}, &net.UDPAddr{IP: lo, Port: upstreamPort})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := New(Config{
+		Caller:         netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(callerPort)),
+		CallerSocket:   1,
+		Upstream:       up,
+		UpstreamAddr:   up.RemoteAddr().String(),
+		UpstreamSocket: 2,
+		IdleTimeout:    time.Minute,
+	})
+	if err := s.Start(NewRegistry(), link, true); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { s.End(EndStopped, nil); s.Wait() }()
+
+	before := cpuTime()
+	b.ResetTimer()
+	fmt.Fprintf(stdin, "%d %d\n", link.LocalAddr().(*net.UDPAddr).Port, up.LocalAddr().(*net.UDPAddr).Port)
+	line, err = out.ReadString('\n')
+	b.StopTimer()
+	used := cpuTime() - before
+	if err != nil {
+		b.Fatal(err)
+	}
+	got, _ := strconv.Atoi(strings.TrimSpace(line))
+	if got < b.N*99/100 {
+		b.Fatalf("the upstream end got %d of %d packets", got, b.N)
+	}
+	relayed := s.Stats().FromCaller + s.Stats().FromUpstream
+	b.ReportMetric(float64(used.Nanoseconds())/float64(relayed), "cpu-ns/pkt")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestPacedPeers is the child process of BenchmarkRelayPaced.
+func TestPacedPeers(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv("SESSION_PACED_PEERS"))
+	if err != nil {
+		t.Skip("the child process of BenchmarkRelayPaced")
+	}
+	lo := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	caller, _ := net.ListenUDP("udp", lo)
+	upstream, _ := net.ListenUDP("udp", lo)
+	fmt.Printf("%d %d\n", caller.LocalAddr().(*net.UDPAddr).Port, upstream.LocalAddr().(*net.UDPAddr).Port)
+	var linkPort, upPort int
+	if _, err := fmt.Scanf("%d %d\n", &linkPort, &upPort); err != nil {
+		t.Fatal(err)
+	}
+	linkAddr := &net.UDPAddr{IP: lo.IP, Port: linkPort}
+	upAddr := &net.UDPAddr{IP: lo.IP, Port: upPort}
+
+	got := make(chan int)
+	go func() {
+		buf := make([]byte, 2048)
+		ack := wire.Header{Control: true, Type: wire.CtrlACK, DestSocket: 1}.Append(nil)
+		ack = append(ack, make([]byte, 28)...)
+		count := 0
+		for count < n {
+			upstream.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := upstream.Read(buf); err != nil {
+				break
+			}
+			count++
+			if count%10 == 0 {
+				_, _ = upstream.WriteTo(ack, upAddr)
+			}
+		}
+		got <- count
+	}()
+	go func() { // drain what reaches the caller end
+		buf := make([]byte, 2048)
+		for {
+			if _, err := caller.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	pkt := append(wire.Header{DestSocket: 2}.Append(nil), make([]byte, 1316)...)
+	start := time.Now()
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * time.Second / pacedRate)); d > 0 {
+			time.Sleep(d)
+		}
+		_, _ = caller.WriteTo(pkt, linkAddr)
+	}
+	fmt.Printf("%d\n", <-got)
+}

@@ -1,0 +1,583 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+// The reactor relays fast-path sessions. The sockets of many sessions sit
+// in one epoll set; one goroutine, parked in Go's netpoller on that set,
+// reads whichever are ready with recvmmsg and writes each batch on with
+// sendmmsg. Against a goroutine per session and direction, a session
+// costs no goroutine, stack or buffer of its own, and under load one
+// wake-up serves every socket that became ready meanwhile instead of one
+// goroutine switch per packet: waking up, not copying, is most of what a
+// relay spends.
+//
+// The reactor's descriptors are duplicates of the net.UDPConns the
+// session was set up with, which are then closed: otherwise Go's
+// netpoller would still watch the sockets and wake for every packet too.
+//
+// A goroutine of its own blocked in epoll_wait would skip the netpoller,
+// but measured worse (BenchmarkRelayPaced): a P held in a blocking system
+// call keeps the scheduler from idling between packets.
+
+// reactorsFor is how many reactors a process runs for a given GOMAXPROCS:
+// one per four processors. Fewer reactors mean fewer wake-ups and bigger
+// batches; one thread relays far more than a small machine can carry.
+func reactorsFor(procs int) int { return max(1, (procs+3)/4) }
+
+// useReactor turns the reactor off for tests and benchmarks that compare
+// it with a goroutine per direction.
+var useReactor = true
+
+var (
+	reactorsOnce sync.Once
+	reactors     []*reactor
+)
+
+// pickReactor assigns a session to the least loaded reactor.
+func pickReactor() *reactor {
+	reactorsOnce.Do(func() {
+		reactors = make([]*reactor, reactorsFor(runtime.GOMAXPROCS(0)))
+		for i := range reactors {
+			reactors[i] = &reactor{}
+		}
+	})
+	var best *reactor
+	bestLoad := int(^uint(0) >> 1)
+	for _, r := range reactors {
+		r.mu.Lock()
+		if r.load < bestLoad {
+			best, bestLoad = r, r.load
+		}
+		r.mu.Unlock()
+	}
+	best.mu.Lock()
+	best.load++
+	best.mu.Unlock()
+	return best
+}
+
+const (
+	// batchSize is how many datagrams one recvmmsg or sendmmsg moves.
+	batchSize = 32
+	// pumpRounds bounds the batches taken from one socket per wake-up, so
+	// that one flooding sender cannot starve the others; epoll is level
+	// triggered and reports the socket again.
+	pumpRounds = 4
+	// wakeKey marks the reactor's eventfd in the epoll set.
+	wakeKey = 0
+)
+
+// rawSock is a UDP socket, connected to its peer, owned by a reactor.
+// Other goroutines may write to it (SHUTDOWNs, handshake answers); only
+// the reactor closes it, under mu, so that they never write to a
+// descriptor number the kernel has since given to another file.
+type rawSock struct {
+	mu sync.RWMutex
+	fd int // -1 once closed
+}
+
+var errReactorOwned = errors.New("session: socket is read by the reactor")
+
+// Read is not for use: the reactor reads the socket.
+func (r *rawSock) Read([]byte) (int, error) { return 0, errReactorOwned }
+
+// Write sends one datagram.
+func (r *rawSock) Write(p []byte) (int, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.fd < 0 {
+		return 0, net.ErrClosed
+	}
+	for tries := 0; ; tries++ {
+		n, err := unix.Write(r.fd, p)
+		switch {
+		case err == nil:
+			return n, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN && tries < 3:
+			waitWritable(r.fd)
+			continue
+		}
+		return 0, err
+	}
+}
+
+// Close does nothing: the reactor closes the socket when the session ends.
+func (r *rawSock) Close() error { return nil }
+
+func (r *rawSock) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fd >= 0 {
+		_ = unix.Close(r.fd)
+		r.fd = -1
+	}
+}
+
+// waitWritable waits a little for room in a socket's send buffer. A UDP
+// send buffer fills only under extreme load; the wait bounds how long a
+// reactor stalls for it.
+func waitWritable(fd int) {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	_, _ = unix.Poll(fds, 5)
+}
+
+// relayPair is a session as the reactor sees it.
+type relayPair struct {
+	s                *Session
+	r                *reactor
+	caller, upstream *rawSock
+	key              uint32 // in the epoll set; 0 until registered
+	state            pairState
+}
+
+// pairState is where a pair is in its reactor's hands; r.mu guards it.
+type pairState uint8
+
+const (
+	pairAssigned pairState = iota // picked a reactor, not yet handed over
+	pairAdded                     // handed over: the reactor relays and closes it
+	pairRemoving                  // its session ended
+)
+
+// newRelayPair duplicates the descriptors of the session's caller socket
+// and upstream socket for the least loaded reactor, or returns nil when the reactor
+// cannot take this session (it then relays with goroutines).
+func newRelayPair(s *Session, link Link) *relayPair {
+	c, ok := link.(*net.UDPConn)
+	if !ok || !useReactor || s.Upstream == nil {
+		return nil
+	}
+	cfd, err := dupFD(c)
+	if err != nil {
+		return nil
+	}
+	ufd, err := dupFD(s.Upstream)
+	if err != nil {
+		_ = unix.Close(cfd)
+		return nil
+	}
+	return &relayPair{s: s, r: pickReactor(), caller: &rawSock{fd: cfd}, upstream: &rawSock{fd: ufd}}
+}
+
+// handOver gives the pair to its reactor, which relays from now on.
+func (p *relayPair) handOver() { p.r.add(p) }
+
+// release has the reactor close the pair's sockets; the session finishes
+// once it has.
+func (p *relayPair) release() { p.r.remove(p) }
+
+func dupFD(c *net.UDPConn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	return nfd, derr
+}
+
+// discard closes the descriptors of a pair never handed to its reactor.
+func (p *relayPair) discard() {
+	p.r.mu.Lock()
+	p.r.load--
+	p.r.mu.Unlock()
+	p.caller.close()
+	p.upstream.close()
+}
+
+// mmsghdr is struct mmsghdr. Go pads the struct to the alignment of
+// Msghdr, as C does.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+}
+
+// batch is a set of datagram slots for recvmmsg or sendmmsg.
+type batch struct {
+	msgs [batchSize]mmsghdr
+	iovs [batchSize]unix.Iovec
+	bufs [batchSize][]byte // receive buffers; nil in a send batch
+	k    int               // slots in use (send batch)
+}
+
+func newRecvBatch() *batch {
+	b := &batch{}
+	for i := range b.msgs {
+		b.bufs[i] = make([]byte, relayBuf)
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(relayBuf)
+		b.msgs[i].hdr.Iov = &b.iovs[i]
+		b.msgs[i].hdr.SetIovlen(1)
+	}
+	return b
+}
+
+func newSendBatch() *batch {
+	b := &batch{}
+	for i := range b.msgs {
+		b.msgs[i].hdr.Iov = &b.iovs[i]
+		b.msgs[i].hdr.SetIovlen(1)
+	}
+	return b
+}
+
+// recv reads up to batchSize datagrams without waiting.
+func (b *batch) recv(fd int) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[0])),
+		batchSize, unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// datagram returns the i-th datagram recv read. One longer than the
+// buffer arrives truncated; SRT never sends one.
+func (b *batch) datagram(i int) []byte {
+	return b.bufs[i][:min(int(b.msgs[i].n), relayBuf)]
+}
+
+func (b *batch) queue(p []byte) {
+	iov := &b.iovs[b.k]
+	if len(p) > 0 {
+		iov.Base = &p[0]
+	} else {
+		iov.Base = nil
+	}
+	iov.SetLen(len(p))
+	b.k++
+}
+
+// send writes the queued datagrams. An ICMP error left by an earlier
+// datagram (the peer's port was closed for a moment) is consumed and the
+// send retried; a full send buffer is waited on briefly; anything else
+// drops the rest of the batch, as a lost datagram that SRT recovers.
+func (b *batch) send(fd int) error {
+	sent, refused, full := 0, 0, 0
+	defer func() { b.k = 0 }()
+	for sent < b.k {
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[sent])),
+			uintptr(b.k-sent), unix.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == 0:
+			sent += int(n)
+			continue
+		case e == unix.EINTR:
+			continue
+		case e == unix.ECONNREFUSED && refused < 2:
+			refused++
+			continue
+		case e == unix.EAGAIN && full < 3:
+			full++
+			waitWritable(fd)
+			continue
+		}
+		return fmt.Errorf("%d of %d datagrams not sent: %w", b.k-sent, b.k, e)
+	}
+	return nil
+}
+
+// reactor is one relay goroutine and its epoll set. It runs only while it
+// has sessions: the goroutine exits, and the epoll set and eventfd are
+// closed, when the last one ends.
+type reactor struct {
+	mu      sync.Mutex
+	running bool
+	epfd    int
+	epfile  *os.File
+	eprc    syscall.RawConn
+	wakefd  int
+	adds    []*relayPair
+	removes []*relayPair
+	load    int // sessions assigned and not yet removed
+	pending atomic.Bool
+
+	// Owned by the loop goroutine.
+	pairs   map[uint32]*relayPair
+	nextKey uint32
+	in, out *batch
+	events  []unix.EpollEvent
+}
+
+// add hands a pair to the reactor, starting it if it is not running.
+func (r *reactor) add(p *relayPair) {
+	r.mu.Lock()
+	var err error
+	if p.state == pairAssigned && !r.running {
+		err = r.start()
+	}
+	if p.state == pairRemoving || err != nil {
+		// Ended before it was relayed, or no epoll set to relay it in.
+		p.state = pairRemoving
+		r.load--
+		r.mu.Unlock()
+		if err != nil {
+			p.s.End(EndStopped, fmt.Errorf("starting the relay: %w", err))
+		}
+		p.caller.close()
+		p.upstream.close()
+		p.s.leaveLoop()
+		return
+	}
+	p.state = pairAdded
+	r.adds = append(r.adds, p)
+	r.wake()
+	r.mu.Unlock()
+}
+
+// remove asks the reactor to close a pair's sockets and let its session
+// finish. Before add, it leaves that to add.
+func (r *reactor) remove(p *relayPair) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := p.state
+	p.state = pairRemoving
+	if old == pairAdded {
+		r.removes = append(r.removes, p)
+		r.wake()
+	}
+}
+
+// wake makes the loop apply adds and removes. Called with mu held.
+func (r *reactor) wake() {
+	r.pending.Store(true)
+	var one [8]byte
+	one[0] = 1 // eventfd counters are host-endian; any non-zero value wakes
+	_, _ = unix.Write(r.wakefd, one[:])
+}
+
+// start creates the epoll set and starts the loop. Called with mu held.
+func (r *reactor) start() error {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeKey}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return fmt.Errorf("epoll_ctl eventfd: %w", err)
+	}
+	// The loop waits in Go's netpoller for the epoll set to become
+	// readable, like any goroutine waiting for a socket.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return fmt.Errorf("epoll set: %w", err)
+	}
+	file := os.NewFile(uintptr(epfd), "srt-relay-epoll")
+	rc, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		unix.Close(wakefd)
+		return fmt.Errorf("epoll set: %w", err)
+	}
+	r.epfd, r.epfile, r.eprc, r.wakefd, r.running = epfd, file, rc, wakefd, true
+	if r.pairs == nil {
+		r.pairs = make(map[uint32]*relayPair)
+		r.in, r.out = newRecvBatch(), newSendBatch()
+		r.events = make([]unix.EpollEvent, 128)
+	}
+	go r.loop()
+	return nil
+}
+
+// poll returns the ready events, without waiting.
+func (r *reactor) poll() int {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(r.epfd), uintptr(unsafe.Pointer(&r.events[0])),
+		uintptr(len(r.events)), 0, 0, 0)
+	if e != 0 {
+		return 0
+	}
+	return int(n)
+}
+
+func (r *reactor) loop() {
+	var n int
+	ready := func(uintptr) bool {
+		n = r.poll()
+		return n > 0
+	}
+	for {
+		if err := r.eprc.Read(ready); err != nil {
+			// Only a closed epoll set gets here, and only the loop closes it.
+			panic(fmt.Sprintf("srt relay: waiting on the epoll set: %v", err))
+		}
+		for i := range n {
+			ev := &r.events[i]
+			key := uint32(ev.Fd)
+			if key == wakeKey {
+				var buf [8]byte
+				_, _ = unix.Read(r.wakefd, buf[:])
+				continue
+			}
+			if p := r.pairs[key]; p != nil {
+				r.pump(p, ev.Pad == 1)
+			}
+		}
+		if r.pending.Load() && !r.apply() {
+			return
+		}
+	}
+}
+
+// apply registers new pairs and closes removed ones. It reports false,
+// having closed the epoll set, when no sessions are left: the loop ends.
+func (r *reactor) apply() bool {
+	r.mu.Lock()
+	r.pending.Store(false)
+	var adds []*relayPair
+	for _, p := range r.adds {
+		// One that ended meanwhile is in removes too.
+		if p.state == pairAdded {
+			adds = append(adds, p)
+		}
+	}
+	removes := r.removes
+	r.adds, r.removes = nil, nil
+	r.mu.Unlock()
+
+	for _, p := range adds {
+		if err := r.register(p); err != nil {
+			p.s.End(EndStopped, fmt.Errorf("relay registration: %w", err))
+		}
+	}
+	for _, p := range removes {
+		if p.key != 0 {
+			_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, p.caller.fd, nil)
+			_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, p.upstream.fd, nil)
+			delete(r.pairs, p.key)
+			p.key = 0
+		}
+		p.caller.close()
+		p.upstream.close()
+		p.s.leaveLoop()
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.load -= len(removes)
+	if len(r.pairs) > 0 || len(r.adds) > 0 || len(r.removes) > 0 || r.pending.Load() {
+		return true
+	}
+	r.running = false
+	r.epfile.Close()
+	unix.Close(r.wakefd)
+	return false
+}
+
+func (r *reactor) register(p *relayPair) error {
+	for {
+		r.nextKey++
+		if r.nextKey != wakeKey && r.pairs[r.nextKey] == nil {
+			break
+		}
+	}
+	key := r.nextKey
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(key), Pad: 0}
+	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, p.caller.fd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl caller socket: %w", err)
+	}
+	ev.Pad = 1
+	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, p.upstream.fd, &ev); err != nil {
+		_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, p.caller.fd, nil)
+		return fmt.Errorf("epoll_ctl upstream socket: %w", err)
+	}
+	p.key = key
+	r.pairs[key] = p
+	return nil
+}
+
+// pump relays what one of a pair's sockets has queued to the other.
+func (r *reactor) pump(p *relayPair, fromUpstream bool) {
+	s := p.s
+	src, dst := p.caller, p.upstream
+	if fromUpstream {
+		src, dst = p.upstream, p.caller
+	}
+	for range pumpRounds {
+		if s.ended() {
+			return // its sockets close when the reactor applies the removal
+		}
+		k, err := r.in.recv(src.fd)
+		if err != nil {
+			switch err {
+			case unix.EAGAIN, unix.EINTR:
+				return
+			case unix.ECONNREFUSED:
+				// An ICMP error from an earlier send: the peer may be
+				// restarting. SRT's own timers decide whether it is dead.
+				continue
+			}
+			if fromUpstream {
+				s.End(EndUpstreamError, fmt.Errorf("reading from upstream %s: %w", s.UpstreamAddr, err))
+			} else {
+				s.End(EndCallerError, fmt.Errorf("reading from caller %s: %w", s.Caller, err))
+			}
+			return
+		}
+		var shutdown bool
+		for i := 0; i < k && !shutdown; i++ {
+			d := r.in.datagram(i)
+			if fromUpstream {
+				if s.SubstituteSocket != 0 {
+					wire.SetDestSocket(d, s.CallerSocket)
+				}
+				s.fromUpstream.add(len(d))
+				shutdown = observe(d, &s.upstreamACK)
+			} else {
+				if len(d) == 0 {
+					continue
+				}
+				if isCallerHandshake(d) {
+					s.callerHandshake(d)
+					continue
+				}
+				s.fromCaller.add(len(d))
+				shutdown = observe(d, &s.callerACK)
+			}
+			r.out.queue(d)
+		}
+		if err := r.out.send(dst.fd); err != nil && !s.ended() {
+			s.Logger.Debug("relaying", zap.String("session", s.ID), zap.Bool("to_caller", fromUpstream), zap.Error(err))
+		}
+		if shutdown {
+			if fromUpstream {
+				s.End(EndUpstreamShutdown, nil)
+			} else {
+				s.End(EndCallerShutdown, nil)
+			}
+			return
+		}
+		if k < batchSize {
+			return
+		}
+	}
+}

@@ -1,0 +1,221 @@
+package session
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+// reactorLoops counts the reactor goroutines running.
+func reactorLoops() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "session.(*reactor).loop")
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// waitFor polls cond for up to five seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type relayEnds struct {
+	caller, upstream *net.UDPConn
+	s                *Session
+}
+
+func startRelayed(t *testing.T, reg *Registry, substitute uint32) relayEnds {
+	t.Helper()
+	callerEnd, link := pipe(t)
+	upstreamEnd, up := pipe(t)
+	s := New(Config{
+		Caller:           netip.MustParseAddrPort(callerEnd.LocalAddr().String()),
+		CallerSocket:     0x1111,
+		Upstream:         up,
+		UpstreamAddr:     upstreamEnd.LocalAddr().String(),
+		UpstreamSocket:   0x2222,
+		SubstituteSocket: substitute,
+		IdleTimeout:      time.Minute,
+	})
+	if err := s.Start(reg, link, true); err != nil {
+		t.Fatal(err)
+	}
+	if s.pair == nil {
+		t.Fatal("the fast path did not go to a reactor")
+	}
+	t.Cleanup(func() {
+		callerEnd.Close()
+		upstreamEnd.Close()
+	})
+	return relayEnds{callerEnd, upstreamEnd, s}
+}
+
+func readDatagram(t *testing.T, c *net.UDPConn) []byte {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 2048)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("reading from %s: %v", c.LocalAddr(), err)
+	}
+	return buf[:n]
+}
+
+// Many sessions share a reactor: every datagram reaches the right far end
+// byte for byte (readdressed where the upstream knows the caller by a
+// substitute socket ID), SHUTDOWN from either side ends only its own
+// session, and when the last session is gone the reactor's goroutine,
+// epoll set and eventfd are gone too.
+func TestReactorRelaysManySessions(t *testing.T) {
+	if loops := reactorLoops(); loops != 0 {
+		t.Fatalf("%d reactor loops running before the test", loops)
+	}
+	fdsBefore := openFDs(t)
+	reg := NewRegistry()
+	const n = 40
+	ends := make([]relayEnds, n)
+	for i := range ends {
+		sub := uint32(0)
+		if i%2 == 1 {
+			sub = 0x3333
+		}
+		ends[i] = startRelayed(t, reg, sub)
+	}
+	if loops, want := reactorLoops(), reactorsFor(runtime.GOMAXPROCS(0)); loops != want {
+		t.Fatalf("%d reactor loops for %d sessions, want %d", loops, n, want)
+	}
+
+	for round := range 20 {
+		for i, e := range ends {
+			data := append(wire.Header{Seq: uint32(round), DestSocket: 0x2222}.Append(nil), byte(i), byte(round))
+			if _, err := e.caller.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			dest := uint32(0x1111)
+			if i%2 == 1 {
+				dest = 0x3333
+			}
+			back := append(wire.Header{Seq: uint32(round), DestSocket: dest}.Append(nil), byte(i), byte(round), 'u')
+			if _, err := e.upstream.Write(back); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, e := range ends {
+			want := append(wire.Header{Seq: uint32(round), DestSocket: 0x2222}.Append(nil), byte(i), byte(round))
+			if got := readDatagram(t, e.upstream); !bytes.Equal(got, want) {
+				t.Fatalf("session %d round %d: upstream got %x, want %x", i, round, got, want)
+			}
+			want = append(wire.Header{Seq: uint32(round), DestSocket: 0x1111}.Append(nil), byte(i), byte(round), 'u')
+			if got := readDatagram(t, e.caller); !bytes.Equal(got, want) {
+				t.Fatalf("session %d round %d: caller got %x, want %x", i, round, got, want)
+			}
+		}
+	}
+
+	for i, e := range ends {
+		switch i % 3 {
+		case 0:
+			_, _ = e.caller.Write(wire.AppendShutdown(nil, 0x2222, 1))
+		case 1:
+			dest := uint32(0x1111)
+			if e.s.SubstituteSocket != 0 {
+				dest = e.s.SubstituteSocket
+			}
+			_, _ = e.upstream.Write(wire.AppendShutdown(nil, dest, 1))
+		default:
+			e.s.Kick()
+		}
+	}
+	for i, e := range ends {
+		e.s.Wait()
+		reason, _ := e.s.Reason()
+		want := []EndReason{EndCallerShutdown, EndUpstreamShutdown, EndKicked}[i%3]
+		if reason != want {
+			t.Errorf("session %d ended for %q, want %q", i, reason, want)
+		}
+		// Whoever did not send the SHUTDOWN receives one.
+		if i%3 != 0 {
+			if got := readDatagram(t, e.caller); !wire.IsControl(got) || wire.ControlTypeOf(got) != wire.CtrlShutdown || wire.DestSocketOf(got) != 0x1111 {
+				t.Errorf("session %d: caller got %x, want a SHUTDOWN to 0x1111", i, got)
+			}
+		}
+		if i%3 != 1 {
+			if got := readDatagram(t, e.upstream); !wire.IsControl(got) || wire.ControlTypeOf(got) != wire.CtrlShutdown || wire.DestSocketOf(got) != 0x2222 {
+				t.Errorf("session %d: upstream got %x, want a SHUTDOWN to 0x2222", i, got)
+			}
+		}
+	}
+	if _, live := reg.Totals(); live != 0 {
+		t.Fatalf("%d sessions still registered", live)
+	}
+	waitFor(t, "the reactor loops to stop", func() bool { return reactorLoops() == 0 })
+	for _, e := range ends {
+		e.caller.Close()
+		e.upstream.Close()
+	}
+	waitFor(t, "descriptors to close", func() bool { return openFDs(t) <= fdsBefore })
+}
+
+// End may come at any moment of Start: before the reactor has the
+// session, while it registers it, or after. Every session must finish and
+// leave no descriptor behind.
+func TestReactorEndRacesStart(t *testing.T) {
+	fdsBefore := openFDs(t)
+	reg := NewRegistry()
+	for i := range 300 {
+		callerEnd, link := pipe(t)
+		upstreamEnd, up := pipe(t)
+		s := New(Config{
+			Caller:      netip.MustParseAddrPort(callerEnd.LocalAddr().String()),
+			Upstream:    up,
+			IdleTimeout: time.Minute,
+		})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for reg.Lookup(s.Caller) == nil && !s.ended() {
+				runtime.Gosched()
+			}
+			s.Kick()
+		}()
+		if err := s.Start(reg, link, true); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		done := make(chan struct{})
+		go func() { s.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("iteration %d: the session did not finish", i)
+		}
+		callerEnd.Close()
+		upstreamEnd.Close()
+	}
+	waitFor(t, "the reactor loops to stop", func() bool { return reactorLoops() == 0 })
+	waitFor(t, "descriptors to close", func() bool { return openFDs(t) <= fdsBefore })
+}
