@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"go.uber.org/zap"
@@ -393,6 +394,13 @@ func (r *reactor) start() error {
 		return fmt.Errorf("epoll set: %w", err)
 	}
 	file := os.NewFile(uintptr(epfd), "srt-relay-epoll")
+	// NewFile ignores a failure to add the descriptor to the netpoller
+	// (no epoll watches left, say); a file outside it takes no deadline.
+	if err := file.SetReadDeadline(time.Time{}); err != nil {
+		file.Close()
+		unix.Close(wakefd)
+		return fmt.Errorf("epoll set not in Go's netpoller: %w", err)
+	}
 	rc, err := file.SyscallConn()
 	if err != nil {
 		file.Close()
@@ -427,8 +435,13 @@ func (r *reactor) loop() {
 	}
 	for {
 		if err := r.eprc.Read(ready); err != nil {
-			// Only a closed epoll set gets here, and only the loop closes it.
-			panic(fmt.Sprintf("srt relay: waiting on the epoll set: %v", err))
+			// start checked that the netpoller takes the epoll set, and
+			// only this loop closes it: this cannot happen. Should it,
+			// end the sessions rather than leave them without a relay.
+			for _, p := range r.pairs {
+				p.s.End(EndStopped, fmt.Errorf("relay: waiting on the epoll set: %w", err))
+			}
+			n = 0
 		}
 		for i := range n {
 			ev := &r.events[i]
@@ -478,7 +491,9 @@ func (r *reactor) apply() bool {
 		}
 		p.caller.close()
 		p.upstream.close()
-		p.s.leaveLoop()
+		// Finishing runs the owner's OnEnd (logging): not on the relay's
+		// time.
+		go p.s.leaveLoop()
 	}
 
 	r.mu.Lock()
@@ -524,7 +539,11 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 	}
 	for range pumpRounds {
 		if s.ended() {
-			return // its sockets close when the reactor applies the removal
+			// Its sockets close when the reactor applies the removal;
+			// until then what arrives is read and dropped, or the
+			// level-triggered set would report it again at once.
+			_, _ = r.in.recv(src.fd)
+			return
 		}
 		k, err := r.in.recv(src.fd)
 		if err != nil {
@@ -558,12 +577,21 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 				}
 				if isCallerHandshake(d) {
 					s.callerHandshake(d)
+					if s.ended() { // a restarted caller replaced this one
+						break
+					}
 					continue
 				}
 				s.fromCaller.add(len(d))
 				shutdown = observe(d, &s.callerACK)
 			}
 			r.out.queue(d)
+		}
+		if s.ended() && !shutdown {
+			// Ended meanwhile (kicked, idle, restarted caller): End has
+			// sent its SHUTDOWNs, nothing may follow them.
+			r.out.k = 0
+			return
 		}
 		if err := r.out.send(dst.fd); err != nil && !s.ended() {
 			s.Logger.Debug("relaying", zap.String("session", s.ID), zap.Bool("to_caller", fromUpstream), zap.Error(err))
