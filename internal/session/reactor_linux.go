@@ -40,9 +40,11 @@ import (
 // batches; one thread relays far more than a small machine can carry.
 func reactorsFor(procs int) int { return max(1, (procs+3)/4) }
 
-// useReactor turns the reactor off for tests and benchmarks that compare
-// it with a goroutine per direction.
-var useReactor = true
+// useReactor turns the reactor off: for tests and benchmarks that compare
+// it with a goroutine per direction, and for operators, as a way back if
+// it ever misbehaves (CADDY_L4_SRT_RELAY=goroutines in Caddy's
+// environment).
+var useReactor = os.Getenv("CADDY_L4_SRT_RELAY") != "goroutines"
 
 var (
 	reactorsOnce sync.Once
