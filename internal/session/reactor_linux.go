@@ -14,8 +14,6 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
-
-	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
 // The reactor relays fast-path sessions. The sockets of many sessions sit
@@ -568,24 +566,18 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 		for i := 0; i < k && !shutdown; i++ {
 			d := r.in.datagram(i)
 			if fromUpstream {
-				if s.SubstituteSocket != 0 {
-					wire.SetDestSocket(d, s.CallerSocket)
-				}
-				s.fromUpstream.add(len(d))
-				shutdown = observe(d, &s.upstreamACK)
+				shutdown = s.takeFromUpstream(d)
 			} else {
 				if len(d) == 0 {
 					continue
 				}
-				if isCallerHandshake(d) {
-					s.callerHandshake(d)
+				var relay bool
+				if relay, shutdown = s.takeFromCaller(d); !relay {
 					if s.ended() { // a restarted caller replaced this one
 						break
 					}
 					continue
 				}
-				s.fromCaller.add(len(d))
-				shutdown = observe(d, &s.callerACK)
 			}
 			r.out.queue(d)
 		}

@@ -379,10 +379,7 @@ func (s *Session) upstreamLoop() {
 			return
 		}
 		p := buf[:n]
-		if s.SubstituteSocket != 0 {
-			wire.SetDestSocket(p, s.CallerSocket)
-		}
-		s.fromUpstream.add(n)
+		shutdown := s.takeFromUpstream(p)
 		if _, err := s.currentLink().Write(p); err != nil && !s.ended() {
 			if errors.Is(err, net.ErrClosed) {
 				s.hold(p)
@@ -390,7 +387,7 @@ func (s *Session) upstreamLoop() {
 				s.Logger.Debug("writing to caller", zap.String("session", s.ID), zap.Error(err))
 			}
 		}
-		if observe(p, &s.upstreamACK) {
+		if shutdown {
 			s.End(EndUpstreamShutdown, nil)
 			return
 		}
@@ -442,23 +439,41 @@ func (s *Session) hold(p []byte) {
 // datagrams that reached the listener socket instead of the session's own
 // (those in flight while the session socket was being set up).
 func (s *Session) FromCaller(p []byte) {
-	if isCallerHandshake(p) {
-		s.callerHandshake(p)
+	relay, shutdown := s.takeFromCaller(p)
+	if !relay {
 		return
 	}
-	s.fromCaller.add(len(p))
 	if _, err := s.up.Write(p); err != nil && !s.ended() && !isRefused(err) {
 		s.Logger.Debug("writing to upstream", zap.String("session", s.ID), zap.Error(err))
 	}
-	if observe(p, &s.callerACK) {
+	if shutdown {
 		s.End(EndCallerShutdown, nil)
 	}
 }
 
-// isCallerHandshake reports a handshake the caller sends to no socket:
-// not relayed, but answered by the session (see callerHandshake).
-func isCallerHandshake(p []byte) bool {
-	return wire.DestSocketOf(p) == 0 && wire.IsControl(p) && wire.ControlTypeOf(p) == wire.CtrlHandshake
+// takeFromCaller does what both relays do with a datagram from the
+// caller before passing it on: a handshake to no socket is answered here
+// and not relayed (see callerHandshake); anything else is counted and
+// observed. shutdown reports a SHUTDOWN, which ends the session once it
+// has been passed on.
+func (s *Session) takeFromCaller(p []byte) (relay, shutdown bool) {
+	if wire.DestSocketOf(p) == 0 && wire.IsControl(p) && wire.ControlTypeOf(p) == wire.CtrlHandshake {
+		s.callerHandshake(p)
+		return false, false
+	}
+	s.fromCaller.add(len(p))
+	return true, observe(p, &s.callerACK)
+}
+
+// takeFromUpstream does what both relays do with a datagram from the
+// upstream before passing it on: readdress it if the upstream knows the
+// caller by a substitute socket ID, count and observe it.
+func (s *Session) takeFromUpstream(p []byte) (shutdown bool) {
+	if s.SubstituteSocket != 0 {
+		wire.SetDestSocket(p, s.CallerSocket)
+	}
+	s.fromUpstream.add(len(p))
+	return observe(p, &s.upstreamACK)
 }
 
 // observe reads what the relay wants from a datagram it passed on: the
