@@ -60,19 +60,31 @@ func benchSession(tb testing.TB) (caller, upstream *net.UDPConn, s *Session) {
 // and read by the far end, relayed by the reactor and, for comparison, by
 // a goroutine per direction. Allocations are counted process-wide, so the
 // relay's own are in the figure: it must stay at 0 per packet.
-func BenchmarkRelay(b *testing.B) {
-	for _, reactor := range []bool{true, false} {
-		name := "reactor"
-		if !reactor {
-			name = "goroutines"
-		}
-		b.Run(name, func(b *testing.B) { benchmarkRelay(b, reactor) })
+func BenchmarkRelay(b *testing.B) { eachRelay(b, benchmarkRelay) }
+
+// relays are the two ways a fast-path session is relayed.
+var relays = []struct {
+	name    string
+	reactor bool
+}{{"reactor", true}, {"goroutines", false}}
+
+// eachRelay runs bench as a sub-benchmark for each relay.
+func eachRelay(b *testing.B, bench func(b *testing.B, reactor bool)) {
+	for _, r := range relays {
+		b.Run(r.name, func(b *testing.B) { bench(b, r.reactor) })
 	}
 }
 
+// selectRelay makes the sessions tb starts use the reactor or not, until
+// tb ends. Where the reactor is unavailable it stays off.
+func selectRelay(tb testing.TB, reactor bool) {
+	was := useReactor
+	useReactor = reactor && was
+	tb.Cleanup(func() { useReactor = was })
+}
+
 func benchmarkRelay(b *testing.B, reactor bool) {
-	defer func(was bool) { useReactor = was }(useReactor)
-	useReactor = reactor && useReactor
+	selectRelay(b, reactor)
 	caller, upstream, _ := benchSession(b)
 	pkt := append(wire.Header{Seq: 1, DestSocket: 2}.Append(nil), make([]byte, 1316)...)
 	var got atomic.Int64
@@ -134,15 +146,15 @@ func BenchmarkClassify(b *testing.B) {
 // TestRelayAllocatesNothing keeps the 0-allocation goal from regressing
 // quietly: the relay of 2000 packets must not allocate per packet.
 func TestRelayAllocatesNothing(t *testing.T) {
-	for _, reactor := range []bool{true, false} {
-		r := testing.Benchmark(func(b *testing.B) { benchmarkRelay(b, reactor) })
+	for _, relay := range relays {
+		r := testing.Benchmark(func(b *testing.B) { benchmarkRelay(b, relay.reactor) })
 		if r.N == 0 {
 			t.Fatal("benchmark did not run")
 		}
 		// A handful of allocations over the whole run (timers, the
 		// runtime) are not per packet.
 		if perPacket := float64(r.MemAllocs) / float64(r.N); perPacket > 0.01 {
-			t.Errorf("reactor %v: %.3f allocations per relayed packet (%d over %d packets)", reactor, perPacket, r.MemAllocs, r.N)
+			t.Errorf("%s: %.3f allocations per relayed packet (%d over %d packets)", relay.name, perPacket, r.MemAllocs, r.N)
 		}
 	}
 }

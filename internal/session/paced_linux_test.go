@@ -28,19 +28,10 @@ const pacedRate = 950
 // with a small control packet, as an SRT receiver's ACKs would.
 //
 //	go test -run XXX -bench RelayPaced -benchtime 10000x ./internal/session
-func BenchmarkRelayPaced(b *testing.B) {
-	for _, reactor := range []bool{true, false} {
-		name := "reactor"
-		if !reactor {
-			name = "goroutines"
-		}
-		b.Run(name, func(b *testing.B) { benchmarkRelayPaced(b, reactor) })
-	}
-}
+func BenchmarkRelayPaced(b *testing.B) { eachRelay(b, benchmarkRelayPaced) }
 
 func benchmarkRelayPaced(b *testing.B, reactor bool) {
-	defer func(was bool) { useReactor = was }(useReactor)
-	useReactor = reactor && useReactor
+	selectRelay(b, reactor)
 
 	child := exec.Command(os.Args[0], "-test.run=^TestPacedPeers$")
 	child.Env = append(os.Environ(), "SESSION_PACED_PEERS="+strconv.Itoa(b.N))
@@ -95,7 +86,8 @@ func benchmarkRelayPaced(b *testing.B, reactor bool) {
 	if got < b.N*99/100 {
 		b.Fatalf("the upstream end got %d of %d packets", got, b.N)
 	}
-	relayed := s.Stats().FromCaller + s.Stats().FromUpstream
+	st := s.Stats()
+	relayed := st.FromCaller + st.FromUpstream
 	b.ReportMetric(float64(used.Nanoseconds())/float64(relayed), "cpu-ns/pkt")
 }
 

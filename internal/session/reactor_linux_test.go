@@ -205,13 +205,7 @@ func TestReactorEndRacesStart(t *testing.T) {
 			t.Fatal(err)
 		}
 		wg.Wait()
-		done := make(chan struct{})
-		go func() { s.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("iteration %d: the session did not finish", i)
-		}
+		waitFinished(t, s, i)
 		callerEnd.Close()
 		upstreamEnd.Close()
 	}

@@ -59,12 +59,19 @@ func TestServeLinkRacesEnd(t *testing.T) {
 		s.Attach(second)
 		s.ServeLink(second)
 		wg.Wait()
-		done := make(chan struct{})
-		go func() { s.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("iteration %d: Wait did not return", i)
-		}
+		waitFinished(t, s, i)
+	}
+}
+
+// waitFinished fails the test unless s finishes (Wait returns) within
+// five seconds.
+func waitFinished(t *testing.T, s *Session, iteration int) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { s.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("iteration %d: Wait did not return", iteration)
 	}
 }
