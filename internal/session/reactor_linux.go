@@ -204,6 +204,10 @@ func (p *relayPair) discard() {
 	p.r.mu.Lock()
 	p.r.load--
 	p.r.mu.Unlock()
+	p.closeSockets()
+}
+
+func (p *relayPair) closeSockets() {
 	p.caller.close()
 	p.upstream.close()
 }
@@ -337,8 +341,7 @@ func (r *reactor) add(p *relayPair) {
 		if err != nil {
 			p.s.End(EndStopped, fmt.Errorf("starting the relay: %w", err))
 		}
-		p.caller.close()
-		p.upstream.close()
+		p.closeSockets()
 		p.s.leaveLoop()
 		return
 	}
@@ -370,42 +373,44 @@ func (r *reactor) wake() {
 }
 
 // start creates the epoll set and starts the loop. Called with mu held.
-func (r *reactor) start() error {
+func (r *reactor) start() (err error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("epoll_create1: %w", err)
 	}
-	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return fmt.Errorf("eventfd: %w", err)
-	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeKey}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(wakefd)
-		return fmt.Errorf("epoll_ctl eventfd: %w", err)
-	}
 	// The loop waits in Go's netpoller for the epoll set to become
 	// readable, like any goroutine waiting for a socket.
-	if err := unix.SetNonblock(epfd, true); err != nil {
+	if err = unix.SetNonblock(epfd, true); err != nil {
 		unix.Close(epfd)
-		unix.Close(wakefd)
 		return fmt.Errorf("epoll set: %w", err)
 	}
 	file := os.NewFile(uintptr(epfd), "srt-relay-epoll")
+	wakefd := -1
+	defer func() {
+		if err != nil {
+			file.Close()
+			if wakefd >= 0 {
+				unix.Close(wakefd)
+			}
+		}
+	}()
 	// NewFile ignores a failure to add the descriptor to the netpoller
 	// (no epoll watches left, say); a file outside it takes no deadline.
-	if err := file.SetReadDeadline(time.Time{}); err != nil {
-		file.Close()
-		unix.Close(wakefd)
+	if err = file.SetReadDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("epoll set not in Go's netpoller: %w", err)
 	}
 	rc, err := file.SyscallConn()
 	if err != nil {
-		file.Close()
-		unix.Close(wakefd)
 		return fmt.Errorf("epoll set: %w", err)
+	}
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	wakefd = fd
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeKey}
+	if err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
+		return fmt.Errorf("epoll_ctl eventfd: %w", err)
 	}
 	r.epfd, r.epfile, r.eprc, r.wakefd, r.running = epfd, file, rc, wakefd, true
 	if r.pairs == nil {
@@ -489,8 +494,7 @@ func (r *reactor) apply() bool {
 			delete(r.pairs, p.key)
 			p.key = 0
 		}
-		p.caller.close()
-		p.upstream.close()
+		p.closeSockets()
 		// Finishing runs the owner's OnEnd (logging): not on the relay's
 		// time.
 		go p.s.leaveLoop()
