@@ -32,7 +32,7 @@ func pipe(tb testing.TB) (a, b *net.UDPConn) {
 // benchSession runs a fast-path session between two socket pairs: the
 // test's caller end, the session's caller link and upstream socket, and
 // the test's upstream end.
-func benchSession(tb testing.TB) (caller, upstream *net.UDPConn, s *Session) {
+func benchSession(tb testing.TB, window time.Duration) (caller, upstream *net.UDPConn, s *Session) {
 	callerEnd, link := pipe(tb)
 	upstreamEnd, up := pipe(tb)
 	s = New(Config{
@@ -42,6 +42,7 @@ func benchSession(tb testing.TB) (caller, upstream *net.UDPConn, s *Session) {
 		UpstreamAddr:   upstreamEnd.LocalAddr().String(),
 		UpstreamSocket: 2,
 		IdleTimeout:    time.Minute,
+		BatchWindow:    window,
 	})
 	if err := s.Start(NewRegistry(), link, true); err != nil {
 		tb.Fatal(err)
@@ -60,32 +61,48 @@ func benchSession(tb testing.TB) (caller, upstream *net.UDPConn, s *Session) {
 // and read by the far end, relayed by the reactor and, for comparison, by
 // a goroutine per direction. Allocations are counted process-wide, so the
 // relay's own are in the figure: it must stay at 0 per packet.
-func BenchmarkRelay(b *testing.B) { eachRelay(b, benchmarkRelay) }
+func BenchmarkRelay(b *testing.B) {
+	eachRelay(b, func(b *testing.B, r relay) {
+		if r.window > 0 {
+			// A sender that waits for its packets to arrive measures
+			// the batch window, not the relay (BenchmarkRelayPaced).
+			b.Skip("closed loop")
+		}
+		benchmarkRelay(b, r)
+	})
+}
 
-// relays are the two ways a fast-path session is relayed.
-var relays = []struct {
+// relay is a way a fast-path session is relayed.
+type relay struct {
 	name    string
 	reactor bool
-}{{"reactor", true}, {"goroutines", false}}
+	window  time.Duration // the session's BatchWindow
+}
+
+var relays = []relay{
+	{"reactor", true, 0},
+	{"reactor-batch", true, 2 * time.Millisecond},
+	{"goroutines", false, 0},
+}
 
 // eachRelay runs bench as a sub-benchmark for each relay.
-func eachRelay(b *testing.B, bench func(b *testing.B, reactor bool)) {
+func eachRelay(b *testing.B, bench func(b *testing.B, r relay)) {
 	for _, r := range relays {
-		b.Run(r.name, func(b *testing.B) { bench(b, r.reactor) })
+		b.Run(r.name, func(b *testing.B) { bench(b, r) })
 	}
 }
 
 // selectRelay makes the sessions tb starts use the reactor or not, until
 // tb ends. Where the reactor is unavailable it stays off.
-func selectRelay(tb testing.TB, reactor bool) {
+func selectRelay(tb testing.TB, r relay) {
 	was := useReactor
-	useReactor = reactor && was
+	useReactor = r.reactor && was
 	tb.Cleanup(func() { useReactor = was })
 }
 
-func benchmarkRelay(b *testing.B, reactor bool) {
-	selectRelay(b, reactor)
-	caller, upstream, _ := benchSession(b)
+func benchmarkRelay(b *testing.B, r relay) {
+	selectRelay(b, r)
+	caller, upstream, _ := benchSession(b, r.window)
 	pkt := append(wire.Header{Seq: 1, DestSocket: 2}.Append(nil), make([]byte, 1316)...)
 	var got atomic.Int64
 	done := make(chan struct{})
@@ -147,7 +164,7 @@ func BenchmarkClassify(b *testing.B) {
 // quietly: the relay of 2000 packets must not allocate per packet.
 func TestRelayAllocatesNothing(t *testing.T) {
 	for _, relay := range relays {
-		r := testing.Benchmark(func(b *testing.B) { benchmarkRelay(b, relay.reactor) })
+		r := testing.Benchmark(func(b *testing.B) { benchmarkRelay(b, relay) })
 		if r.N == 0 {
 			t.Fatal("benchmark did not run")
 		}

@@ -30,8 +30,8 @@ const pacedRate = 950
 //	go test -run XXX -bench RelayPaced -benchtime 10000x ./internal/session
 func BenchmarkRelayPaced(b *testing.B) { eachRelay(b, benchmarkRelayPaced) }
 
-func benchmarkRelayPaced(b *testing.B, reactor bool) {
-	selectRelay(b, reactor)
+func benchmarkRelayPaced(b *testing.B, r relay) {
+	selectRelay(b, r)
 
 	child := exec.Command(os.Args[0], "-test.run=^TestPacedPeers$")
 	child.Env = append(os.Environ(), "SESSION_PACED_PEERS="+strconv.Itoa(b.N))
@@ -67,18 +67,21 @@ func benchmarkRelayPaced(b *testing.B, reactor bool) {
 		UpstreamAddr:   up.RemoteAddr().String(),
 		UpstreamSocket: 2,
 		IdleTimeout:    time.Minute,
+		BatchWindow:    r.window,
 	})
 	if err := s.Start(NewRegistry(), link, true); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { s.End(EndStopped, nil); s.Wait() }()
 
-	before := cpuTime()
+	wakesBefore := relayWakes()
+	before, switchesBefore := cpuTime()
 	b.ResetTimer()
 	fmt.Fprintf(stdin, "%d %d\n", link.LocalAddr().(*net.UDPAddr).Port, up.LocalAddr().(*net.UDPAddr).Port)
 	line, err = out.ReadString('\n')
 	b.StopTimer()
-	used := cpuTime() - before
+	after, switchesAfter := cpuTime()
+	used := after - before
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,12 +92,29 @@ func benchmarkRelayPaced(b *testing.B, reactor bool) {
 	st := s.Stats()
 	relayed := st.FromCaller + st.FromUpstream
 	b.ReportMetric(float64(used.Nanoseconds())/float64(relayed), "cpu-ns/pkt")
+	if r.reactor {
+		b.ReportMetric(float64(relayWakes()-wakesBefore)/float64(relayed), "wakes/pkt")
+	}
+	b.ReportMetric(float64(switchesAfter-switchesBefore)/float64(relayed), "ctxsw/pkt")
 }
 
-func cpuTime() time.Duration {
+// relayWakes counts the wake-ups of every reactor, for datagrams or for
+// the batch timer.
+func relayWakes() uint64 {
+	var n uint64
+	for _, r := range reactors {
+		n += r.wakes.Load() + r.ticks.Load()
+	}
+	return n
+}
+
+// cpuTime returns the CPU time this process has used and the number of
+// context switches its threads made: waking up, not copying, is what a
+// paced relay pays for.
+func cpuTime() (time.Duration, int64) {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw + ru.Nivcsw
 }
 
 // TestPacedPeers is the child process of BenchmarkRelayPaced.

@@ -17,21 +17,36 @@ import (
 )
 
 // The reactor relays fast-path sessions. The sockets of many sessions sit
-// in one epoll set; one goroutine, parked in Go's netpoller on that set,
-// reads whichever are ready with recvmmsg and writes each batch on with
-// sendmmsg. Against a goroutine per session and direction, a session
-// costs no goroutine, stack or buffer of its own, and under load one
-// wake-up serves every socket that became ready meanwhile instead of one
-// goroutine switch per packet: waking up, not copying, is most of what a
-// relay spends.
+// in one epoll set; one goroutine, parked in Go's netpoller until the set
+// has something ready, reads whichever sockets are ready with recvmmsg
+// and writes each batch on with sendmmsg. Against a goroutine per session
+// and direction, a session costs no goroutine, stack or buffer of its
+// own, and one wake-up serves every socket that became ready meanwhile
+// instead of one goroutine switch per packet: waking up, not copying, is
+// most of what a relay spends.
 //
 // The reactor's descriptors are duplicates of the net.UDPConns the
 // session was set up with, which are then closed: otherwise Go's
 // netpoller would still watch the sockets and wake for every packet too.
 //
+// Live streams rarely leave datagrams for a wake-up to share: a sender
+// paces them, so each finds the reactor asleep. Batching trades a bounded
+// wait for wake-ups. When the reactor is woken again within the batch
+// window of its last wake-up, it stops listening to the set and looks at
+// it once a window instead (a timerfd), relaying what came meanwhile; the
+// first look that finds nothing hands it back to the set. A datagram
+// waits at most one window, and only while the reactor is busy.
+//
+// What the netpoller watches is therefore not the set but a gate: a
+// second epoll set holding the first one-shot, and the timerfd. Reading
+// the gate disarms the set in it; rearm listens again. Without the gate,
+// every datagram arriving while the reactor waits for a tick would still
+// wake the netpoller's thread, for nothing.
+//
 // A goroutine of its own blocked in epoll_wait would skip the netpoller,
 // but measured worse (BenchmarkRelayPaced): a P held in a blocking system
-// call keeps the scheduler from idling between packets.
+// call keeps the scheduler from idling between packets. For the same
+// reason every call the loop makes per wake-up is a raw one: none blocks.
 
 // reactorsFor is how many reactors a process runs for a given GOMAXPROCS:
 // one per four processors. Fewer reactors mean fewer wake-ups and bigger
@@ -81,6 +96,9 @@ const (
 	pumpRounds = 4
 	// wakeKey marks the reactor's eventfd in the epoll set.
 	wakeKey = 0
+	// gateSetKey and gateTickKey mark the epoll set and the timerfd in
+	// the gate.
+	gateSetKey, gateTickKey = 1, 2
 )
 
 // rawSock is a UDP socket, connected to its peer, owned by a reactor.
@@ -304,22 +322,29 @@ func (b *batch) send(fd int) error {
 	return nil
 }
 
-// reactor is one relay goroutine and its epoll set. It runs only while it
-// has sessions: the goroutine exits, and the epoll set and eventfd are
-// closed, when the last one ends.
+// reactor is one relay goroutine and its epoll sets. It runs only while
+// it has sessions: the goroutine exits, and its descriptors are closed,
+// when the last one ends.
 type reactor struct {
 	mu      sync.Mutex
 	running bool
-	epfd    int
-	epfile  *os.File
-	eprc    syscall.RawConn
+	epfd    int // the sockets and the eventfd
+	gatefd  int // holds epfd, one-shot, and tickfd: in Go's netpoller
+	tickfd  int // a timerfd
+	gate    *os.File
+	gaterc  syscall.RawConn
 	wakefd  int
 	adds    []*relayPair
 	removes []*relayPair
 	load    int // sessions assigned and not yet removed
 	pending atomic.Bool
 
+	wakes, ticks atomic.Uint64 // wake-ups for datagrams, for the batch timer
+
 	// Owned by the loop goroutine.
+	window  time.Duration         // the smallest batch window of its sessions
+	flooded bool                  // a socket filled a whole batch this wake-up
+	windows map[time.Duration]int // sessions by batch window
 	pairs   map[uint32]*relayPair
 	nextKey uint32
 	in, out *batch
@@ -372,49 +397,75 @@ func (r *reactor) wake() {
 	_, _ = unix.Write(r.wakefd, one[:])
 }
 
-// start creates the epoll set and starts the loop. Called with mu held.
+// start creates the epoll sets, timerfd and eventfd, and starts the loop.
+// Called with mu held.
 func (r *reactor) start() (err error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("epoll_create1: %w", err)
-	}
-	// The loop waits in Go's netpoller for the epoll set to become
-	// readable, like any goroutine waiting for a socket.
-	if err = unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		return fmt.Errorf("epoll set: %w", err)
-	}
-	file := os.NewFile(uintptr(epfd), "srt-relay-epoll")
-	wakefd := -1
+	var undo []func() // closes what was made, if start fails
 	defer func() {
 		if err != nil {
-			file.Close()
-			if wakefd >= 0 {
-				unix.Close(wakefd)
+			for _, f := range undo {
+				f()
 			}
 		}
 	}()
-	// NewFile ignores a failure to add the descriptor to the netpoller
-	// (no epoll watches left, say); a file outside it takes no deadline.
-	if err = file.SetReadDeadline(time.Time{}); err != nil {
-		return fmt.Errorf("epoll set not in Go's netpoller: %w", err)
+	made := func(fd int, err error) (int, error) {
+		if err == nil {
+			undo = append(undo, func() { unix.Close(fd) })
+		}
+		return fd, err
 	}
-	rc, err := file.SyscallConn()
+	epfd, err := made(unix.EpollCreate1(unix.EPOLL_CLOEXEC))
 	if err != nil {
-		return fmt.Errorf("epoll set: %w", err)
+		return fmt.Errorf("epoll_create1: %w", err)
 	}
-	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	tickfd, err := made(unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC))
+	if err != nil {
+		return fmt.Errorf("timerfd: %w", err)
+	}
+	wakefd, err := made(unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC))
 	if err != nil {
 		return fmt.Errorf("eventfd: %w", err)
 	}
-	wakefd = fd
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeKey}
-	if err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &ev); err != nil {
-		return fmt.Errorf("epoll_ctl eventfd: %w", err)
+	gatefd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
 	}
-	r.epfd, r.epfile, r.eprc, r.wakefd, r.running = epfd, file, rc, wakefd, true
+	// The loop waits in Go's netpoller for the gate to become readable,
+	// like any goroutine waiting for a socket: NewFile puts a non-blocking
+	// descriptor there. From then on the file owns the descriptor, and
+	// closing it any other way would race the file's finalizer.
+	if err = unix.SetNonblock(gatefd, true); err != nil {
+		unix.Close(gatefd)
+		return fmt.Errorf("epoll set: %w", err)
+	}
+	gate := os.NewFile(uintptr(gatefd), "srt-relay-gate")
+	undo = append(undo, func() { gate.Close() })
+	// NewFile ignores a failure to add the descriptor to the netpoller
+	// (no epoll watches left, say); a file outside it takes no deadline.
+	if err = gate.SetReadDeadline(time.Time{}); err != nil {
+		return fmt.Errorf("epoll set not in Go's netpoller: %w", err)
+	}
+	rc, err := gate.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("epoll set: %w", err)
+	}
+	for _, m := range []struct {
+		set, fd int
+		ev      unix.EpollEvent
+	}{
+		{epfd, wakefd, unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeKey}},
+		{gatefd, epfd, unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: gateSetKey}},
+		{gatefd, tickfd, unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: gateTickKey}},
+	} {
+		if err = unix.EpollCtl(m.set, unix.EPOLL_CTL_ADD, m.fd, &m.ev); err != nil {
+			return fmt.Errorf("epoll_ctl: %w", err)
+		}
+	}
+	r.epfd, r.tickfd, r.wakefd, r.gatefd, r.gate, r.gaterc = epfd, tickfd, wakefd, gatefd, gate, rc
+	r.running = true
 	if r.pairs == nil {
 		r.pairs = make(map[uint32]*relayPair)
+		r.windows = make(map[time.Duration]int)
 		r.in, r.out = newRecvBatch(), newSendBatch()
 		r.events = make([]unix.EpollEvent, 128)
 	}
@@ -432,38 +483,103 @@ func (r *reactor) poll() int {
 	return int(n)
 }
 
+// opened reports whether the gate has fired, which disarms the set in it.
+func (r *reactor) opened(uintptr) bool {
+	var ev [2]unix.EpollEvent
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(r.gatefd), uintptr(unsafe.Pointer(&ev[0])), 2, 0, 0, 0)
+	return e == 0 && n > 0
+}
+
+// rearm has the gate fire when the set next has something ready, or at
+// once if it has now.
+func (r *reactor) rearm() {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: gateSetKey}
+	_, _, _ = unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(r.gatefd), unix.EPOLL_CTL_MOD, uintptr(r.epfd), uintptr(unsafe.Pointer(&ev)), 0, 0)
+}
+
+// tick makes the timerfd fire every d, or never for 0.
+func (r *reactor) tick(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	spec := unix.ItimerSpec{Interval: ts, Value: ts}
+	_, _, _ = unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(r.tickfd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+}
+
+// rawRead empties a timerfd or eventfd. Like every system call the loop
+// makes per wake-up it cannot block, and it is made raw: the runtime's
+// entry for a call that may block would wake its monitor thread, two
+// context switches for nothing.
+func rawRead(fd int) {
+	var buf [8]byte
+	_, _, _ = unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), 8)
+}
+
 func (r *reactor) loop() {
-	var n int
-	ready := func(uintptr) bool {
-		n = r.poll()
-		return n > 0
-	}
+	var (
+		lastWake time.Time
+		ticking  time.Duration // the timer's period; 0 while waiting on the set
+		opened   = r.opened    // a method value allocates: once, not per wake-up
+	)
 	for {
-		if err := r.eprc.Read(ready); err != nil {
-			// start checked that the netpoller takes the epoll set, and
+		if err := r.gaterc.Read(opened); err != nil {
+			// start checked that the netpoller takes the gate, and
 			// only this loop closes it: this cannot happen. Should it,
 			// end the sessions rather than leave them without a relay.
 			for _, p := range r.pairs {
 				p.s.End(EndStopped, fmt.Errorf("relay: waiting on the epoll set: %w", err))
 			}
-			n = 0
 		}
-		for i := range n {
-			ev := &r.events[i]
-			key := uint32(ev.Fd)
-			if key == wakeKey {
-				var buf [8]byte
-				_, _ = unix.Read(r.wakefd, buf[:])
-				continue
-			}
-			if p := r.pairs[key]; p != nil {
-				r.pump(p, ev.Pad == 1)
-			}
+		if ticking > 0 {
+			rawRead(r.tickfd) // a periodic timerfd runs on only once read
+			r.ticks.Add(1)
+		} else {
+			r.wakes.Add(1)
 		}
-		if r.pending.Load() && !r.apply() {
+		n := r.poll()
+		r.flooded = false
+		if !r.dispatch(n) {
 			return
 		}
+		// Busy: a tick found datagrams, or datagrams woke the reactor
+		// again within a window. Flooded: datagrams come faster than one
+		// wake-up per batch; waiting would only fill socket buffers.
+		now := time.Now()
+		busy := n > 0
+		if ticking == 0 {
+			busy = now.Sub(lastWake) < r.window
+		}
+		busy = busy && !r.flooded
+		lastWake = now
+		if busy && r.window > 0 {
+			if ticking != r.window {
+				ticking = r.window
+				r.tick(ticking)
+			}
+			continue // the set stays disarmed: datagrams wait for the tick
+		}
+		if ticking > 0 {
+			ticking = 0
+			r.tick(0)
+			rawRead(r.tickfd) // or a tick that fired meanwhile wakes the loop
+		}
+		r.rearm()
 	}
+}
+
+// dispatch relays for the n events poll returned. It reports false when
+// the reactor has stopped.
+func (r *reactor) dispatch(n int) bool {
+	for i := range n {
+		ev := &r.events[i]
+		key := uint32(ev.Fd)
+		if key == wakeKey {
+			rawRead(r.wakefd)
+			continue
+		}
+		if p := r.pairs[key]; p != nil {
+			r.pump(p, ev.Pad == 1)
+		}
+	}
+	return !r.pending.Load() || r.apply()
 }
 
 // apply registers new pairs and closes removed ones. It reports false,
@@ -493,6 +609,7 @@ func (r *reactor) apply() bool {
 			_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, p.upstream.fd, nil)
 			delete(r.pairs, p.key)
 			p.key = 0
+			r.countWindow(p.s.BatchWindow, -1)
 		}
 		p.closeSockets()
 		// Finishing runs the owner's OnEnd (logging): not on the relay's
@@ -507,7 +624,9 @@ func (r *reactor) apply() bool {
 		return true
 	}
 	r.running = false
-	r.epfile.Close()
+	r.gate.Close()
+	unix.Close(r.epfd)
+	unix.Close(r.tickfd)
 	unix.Close(r.wakefd)
 	return false
 }
@@ -531,7 +650,24 @@ func (r *reactor) register(p *relayPair) error {
 	}
 	p.key = key
 	r.pairs[key] = p
+	r.countWindow(p.s.BatchWindow, 1)
 	return nil
+}
+
+// countWindow counts a session in or out of its batch window, and keeps
+// the reactor's the smallest: a session that asked for none gets none.
+func (r *reactor) countWindow(w time.Duration, delta int) {
+	w = max(w, 0)
+	if r.windows[w] += delta; r.windows[w] <= 0 {
+		delete(r.windows, w)
+	}
+	r.window = 0
+	first := true
+	for w := range r.windows {
+		if first || w < r.window {
+			r.window, first = w, false
+		}
+	}
 }
 
 // pump relays what one of a pair's sockets has queued to the other.
@@ -550,6 +686,7 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 			return
 		}
 		k, err := r.in.recv(src.fd)
+		r.flooded = r.flooded || k == batchSize
 		if err != nil {
 			switch err {
 			case unix.EAGAIN, unix.EINTR:

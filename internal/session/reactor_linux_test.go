@@ -21,6 +21,15 @@ func reactorLoops() int {
 	return strings.Count(string(buf), "session.(*reactor).loop")
 }
 
+// reactorTicks counts the batch timer's wake-ups of every reactor.
+func reactorTicks() uint64 {
+	var n uint64
+	for _, r := range reactors {
+		n += r.ticks.Load()
+	}
+	return n
+}
+
 func openFDs(t *testing.T) int {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -47,7 +56,7 @@ type relayEnds struct {
 	s                *Session
 }
 
-func startRelayed(t *testing.T, reg *Registry, substitute uint32) relayEnds {
+func startRelayed(t *testing.T, reg *Registry, substitute uint32, window time.Duration) relayEnds {
 	t.Helper()
 	callerEnd, link := pipe(t)
 	upstreamEnd, up := pipe(t)
@@ -59,6 +68,7 @@ func startRelayed(t *testing.T, reg *Registry, substitute uint32) relayEnds {
 		UpstreamSocket:   0x2222,
 		SubstituteSocket: substitute,
 		IdleTimeout:      time.Minute,
+		BatchWindow:      window,
 	})
 	if err := s.Start(reg, link, true); err != nil {
 		t.Fatal(err)
@@ -88,11 +98,18 @@ func readDatagram(t *testing.T, c *net.UDPConn) []byte {
 // byte for byte (readdressed where the upstream knows the caller by a
 // substitute socket ID), SHUTDOWN from either side ends only its own
 // session, and when the last session is gone the reactor's goroutine,
-// epoll set and eventfd are gone too.
+// epoll sets, timerfd and eventfd are gone too. All of it with each
+// datagram relayed as it comes, and with the reactor batching.
 func TestReactorRelaysManySessions(t *testing.T) {
+	t.Run("unbatched", func(t *testing.T) { testReactorRelaysManySessions(t, 0) })
+	t.Run("batched", func(t *testing.T) { testReactorRelaysManySessions(t, 2*time.Millisecond) })
+}
+
+func testReactorRelaysManySessions(t *testing.T, window time.Duration) {
 	// A reactor may still be on its way out after an earlier test.
 	waitFor(t, "earlier reactor loops to stop", func() bool { return reactorLoops() == 0 })
 	fdsBefore := openFDs(t)
+	ticksBefore := reactorTicks()
 	reg := NewRegistry()
 	const n = 40
 	ends := make([]relayEnds, n)
@@ -101,7 +118,7 @@ func TestReactorRelaysManySessions(t *testing.T) {
 		if i%2 == 1 {
 			sub = 0x3333
 		}
-		ends[i] = startRelayed(t, reg, sub)
+		ends[i] = startRelayed(t, reg, sub, window)
 	}
 	if loops, want := reactorLoops(), reactorsFor(runtime.GOMAXPROCS(0)); loops != want {
 		t.Fatalf("%d reactor loops for %d sessions, want %d", loops, n, want)
@@ -131,6 +148,22 @@ func TestReactorRelaysManySessions(t *testing.T) {
 			if got := readDatagram(t, e.caller); !bytes.Equal(got, want) {
 				t.Fatalf("session %d round %d: caller got %x, want %x", i, round, got, want)
 			}
+		}
+	}
+	// 80 datagrams written back to back keep a reactor busy: batching
+	// must have taken over, and must let go once they stop.
+	ticked := reactorTicks() - ticksBefore
+	switch {
+	case window == 0 && ticked > 0:
+		t.Fatalf("the reactor ticked %d times with batching off", ticked)
+	case window > 0 && ticked == 0:
+		t.Fatal("the reactor never batched")
+	case window > 0:
+		time.Sleep(20 * window)
+		quiet := reactorTicks()
+		time.Sleep(20 * window)
+		if more := reactorTicks() - quiet; more > 0 {
+			t.Fatalf("the reactor ticked %d more times with no traffic", more)
 		}
 	}
 
@@ -176,6 +209,37 @@ func TestReactorRelaysManySessions(t *testing.T) {
 		e.upstream.Close()
 	}
 	waitFor(t, "descriptors to close", func() bool { return openFDs(t) <= fdsBefore })
+}
+
+// A reactor batches with the smallest window among its sessions: none
+// while one of them asked for none.
+func TestReactorTakesTheSmallestWindow(t *testing.T) {
+	r := &reactor{windows: map[time.Duration]int{}}
+	ms := time.Millisecond
+	for _, step := range []struct {
+		w     time.Duration
+		delta int
+		want  time.Duration
+	}{
+		{2 * ms, 1, 2 * ms},
+		{5 * ms, 1, 2 * ms},
+		{0, 1, 0},
+		{2 * ms, 1, 0},
+		{0, -1, 2 * ms},
+		{2 * ms, -1, 2 * ms},
+		{2 * ms, -1, 5 * ms},
+		{-1, 1, 0}, // off
+		{-1, -1, 5 * ms},
+		{5 * ms, -1, 0},
+	} {
+		r.countWindow(step.w, step.delta)
+		if r.window != step.want {
+			t.Fatalf("after %+d session with window %v: window %v, want %v", step.delta, step.w, r.window, step.want)
+		}
+	}
+	if len(r.windows) != 0 {
+		t.Fatalf("windows left: %v", r.windows)
+	}
 }
 
 // End may come at any moment of Start: before the reactor has the

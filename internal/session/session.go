@@ -77,6 +77,11 @@ type Config struct {
 	// IdleTimeout ends the session after this long without a datagram
 	// in either direction.
 	IdleTimeout time.Duration
+	// BatchWindow is how long a datagram may wait so that the relay
+	// moves many with one wake-up, while the relay is busy; 0 relays
+	// each as it comes. Sessions share a relay, which takes the smallest
+	// window among its sessions.
+	BatchWindow time.Duration
 	// Gate answers a caller that repeats its induction.
 	Gate *handshake.Gate
 	// Logger gets the debug lines of the data path.
