@@ -93,6 +93,8 @@ func TestAdaptErrors(t *testing.T) {
 		{"unknown route option", "srt {\n\troute {\n\t\tbogus 1\n\t}\n}", "unrecognized route option 'bogus'"},
 		{"duplicate option", "srt {\n\tidle_timeout 1s\n\tidle_timeout 2s\n}", "given twice"},
 		{"bad duration", "srt {\n\tidle_timeout soon\n}", "idle_timeout"},
+		{"off is not a timeout", "srt {\n\tidle_timeout off\n}", "idle_timeout"},
+		{"bad batch window", "srt {\n\tbatch_window soon\n}", "batch_window"},
 		{"empty to", "srt {\n\troute {\n\t\tto\n\t}\n}", "needs a value"},
 		{"two regexps", "srt {\n\troute {\n\t\tstream_id_regexp a b\n\t}\n}", "wrong argument count"},
 		{"args on srt", "srt now {\n}", "wrong argument count"},
