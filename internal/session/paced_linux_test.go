@@ -21,20 +21,27 @@ import (
 const pacedRate = 950
 
 // BenchmarkRelayPaced measures what an operator pays for: the relay's CPU
-// time per packet at a live stream's pace, where every packet finds the
-// relay asleep. The peers run in a child process so that only the relay
-// is in this process's CPU time (getrusage). It sends b.N data packets
-// from the caller end at pacedRate, the upstream end answers every tenth
-// with a small control packet, as an SRT receiver's ACKs would.
+// time per packet at a live stream's pace, where packets find the relay
+// asleep. The peers run in a child process so that only the relay is in
+// this process's CPU time (getrusage). It sends b.N data packets from the
+// caller end at pacedRate, the upstream end answers every tenth with a
+// small control packet, as an SRT receiver's ACKs would. "even" spaces
+// the packets evenly, as libsrt's sender does; "bursts" sends them ten at
+// a time, as gosrt's sender does on its 10 ms tick.
 //
 //	go test -run XXX -bench RelayPaced -benchtime 10000x ./internal/session
-func BenchmarkRelayPaced(b *testing.B) { eachRelay(b, benchmarkRelayPaced) }
+func BenchmarkRelayPaced(b *testing.B) {
+	eachRelay(b, func(b *testing.B, r relay) {
+		b.Run("even", func(b *testing.B) { benchmarkRelayPaced(b, r, 1) })
+		b.Run("bursts", func(b *testing.B) { benchmarkRelayPaced(b, r, 10) })
+	})
+}
 
-func benchmarkRelayPaced(b *testing.B, r relay) {
+func benchmarkRelayPaced(b *testing.B, r relay, burst int) {
 	selectRelay(b, r)
 
 	child := exec.Command(os.Args[0], "-test.run=^TestPacedPeers$")
-	child.Env = append(os.Environ(), "SESSION_PACED_PEERS="+strconv.Itoa(b.N))
+	child.Env = append(os.Environ(), "SESSION_PACED_PEERS="+strconv.Itoa(b.N), "SESSION_PACED_BURST="+strconv.Itoa(burst))
 	stdin, _ := child.StdinPipe()
 	stdout, _ := child.StdoutPipe()
 	child.Stderr = os.Stderr
@@ -160,10 +167,12 @@ func TestPacedPeers(t *testing.T) {
 			}
 		}
 	}()
+	burst, _ := strconv.Atoi(os.Getenv("SESSION_PACED_BURST"))
+	burst = max(burst, 1)
 	pkt := append(wire.Header{DestSocket: 2}.Append(nil), make([]byte, 1316)...)
 	start := time.Now()
 	for i := range n {
-		if d := time.Until(start.Add(time.Duration(i) * time.Second / pacedRate)); d > 0 {
+		if d := time.Until(start.Add(time.Duration(i-i%burst) * time.Second / pacedRate)); d > 0 {
 			time.Sleep(d)
 		}
 		_, _ = caller.WriteTo(pkt, linkAddr)

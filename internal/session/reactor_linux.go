@@ -29,19 +29,18 @@ import (
 // session was set up with, which are then closed: otherwise Go's
 // netpoller would still watch the sockets and wake for every packet too.
 //
-// Live streams rarely leave datagrams for a wake-up to share: a sender
-// paces them, so each finds the reactor asleep. Batching trades a bounded
-// wait for wake-ups. When the reactor is woken again within the batch
-// window of its last wake-up, it stops listening to the set and looks at
-// it once a window instead (a timerfd), relaying what came meanwhile; the
-// first look that finds nothing hands it back to the set. A datagram
-// waits at most one window, and only while the reactor is busy.
+// Paced senders rarely leave datagrams for a wake-up to share: each finds
+// the reactor asleep. Batching trades a bounded wait for wake-ups. When
+// datagrams wake the reactor four times a batch window or more on
+// average, it stops listening to the set and looks at it once a window
+// instead (a timerfd), relaying what came meanwhile; two looks in a row
+// that find nothing hand it back to the set. A datagram waits at most one
+// window, and only while the reactor is busy.
 //
 // What the netpoller watches is therefore not the set but a gate: a
-// second epoll set holding the first one-shot, and the timerfd. Reading
-// the gate disarms the set in it; rearm listens again. Without the gate,
-// every datagram arriving while the reactor waits for a tick would still
-// wake the netpoller's thread, for nothing.
+// second epoll set holding the first and the timerfd. Silencing the set
+// in the gate (one epoll_ctl) is what keeps datagrams that arrive
+// between ticks from waking the netpoller's thread for nothing.
 //
 // A goroutine of its own blocked in epoll_wait would skip the netpoller,
 // but measured worse (BenchmarkRelayPaced): a P held in a blocking system
@@ -329,7 +328,7 @@ type reactor struct {
 	mu      sync.Mutex
 	running bool
 	epfd    int // the sockets and the eventfd
-	gatefd  int // holds epfd, one-shot, and tickfd: in Go's netpoller
+	gatefd  int // holds epfd and tickfd: in Go's netpoller
 	tickfd  int // a timerfd
 	gate    *os.File
 	gaterc  syscall.RawConn
@@ -454,7 +453,7 @@ func (r *reactor) start() (err error) {
 		ev      unix.EpollEvent
 	}{
 		{epfd, wakefd, unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeKey}},
-		{gatefd, epfd, unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: gateSetKey}},
+		{gatefd, epfd, unix.EpollEvent{Events: unix.EPOLLIN, Fd: gateSetKey}},
 		{gatefd, tickfd, unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: gateTickKey}},
 	} {
 		if err = unix.EpollCtl(m.set, unix.EPOLL_CTL_ADD, m.fd, &m.ev); err != nil {
@@ -483,17 +482,13 @@ func (r *reactor) poll() int {
 	return int(n)
 }
 
-// opened reports whether the gate has fired, which disarms the set in it.
-func (r *reactor) opened(uintptr) bool {
-	var ev [2]unix.EpollEvent
-	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(r.gatefd), uintptr(unsafe.Pointer(&ev[0])), 2, 0, 0, 0)
-	return e == 0 && n > 0
-}
-
-// rearm has the gate fire when the set next has something ready, or at
-// once if it has now.
-func (r *reactor) rearm() {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: gateSetKey}
+// listen has the gate report the set, or not. Silenced, datagrams
+// arriving on the sessions' sockets wake nobody: they wait for a tick.
+func (r *reactor) listen(on bool) {
+	ev := unix.EpollEvent{Fd: gateSetKey}
+	if on {
+		ev.Events = unix.EPOLLIN
+	}
 	_, _, _ = unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(r.gatefd), unix.EPOLL_CTL_MOD, uintptr(r.epfd), uintptr(unsafe.Pointer(&ev)), 0, 0)
 }
 
@@ -504,23 +499,38 @@ func (r *reactor) tick(d time.Duration) {
 	_, _, _ = unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(r.tickfd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
 }
 
-// rawRead empties a timerfd or eventfd. Like every system call the loop
-// makes per wake-up it cannot block, and it is made raw: the runtime's
-// entry for a call that may block would wake its monitor thread, two
-// context switches for nothing.
-func rawRead(fd int) {
+// rawRead empties a timerfd or eventfd, and reports whether there was
+// anything to read. Like every system call the loop makes per wake-up it
+// cannot block, and it is made raw: the runtime's entry for a call that
+// may block would wake its monitor thread, two context switches for
+// nothing.
+func rawRead(fd int) bool {
 	var buf [8]byte
-	_, _, _ = unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), 8)
+	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), 8)
+	return e == 0 && n == 8
 }
 
 func (r *reactor) loop() {
 	var (
 		lastWake time.Time
-		ticking  time.Duration // the timer's period; 0 while waiting on the set
-		opened   = r.opened    // a method value allocates: once, not per wake-up
+		gap      time.Duration // moving average between wake-ups by datagrams
+		ticking  time.Duration // the timer's period; 0 while listening to the set
+		empty    int           // ticks in a row that found nothing
+		n        int
 	)
+	// What wakes the loop: the set having something ready, or a tick.
+	// Method values and closures allocate: made once, not per wake-up.
+	ready := func(uintptr) bool {
+		n = r.poll()
+		return n > 0
+	}
+	ticked := func(uintptr) bool { return rawRead(r.tickfd) }
 	for {
-		if err := r.gaterc.Read(opened); err != nil {
+		woken := ready
+		if ticking > 0 {
+			woken = ticked
+		}
+		if err := r.gaterc.Read(woken); err != nil {
 			// start checked that the netpoller takes the gate, and
 			// only this loop closes it: this cannot happen. Should it,
 			// end the sessions rather than leave them without a relay.
@@ -529,39 +539,53 @@ func (r *reactor) loop() {
 			}
 		}
 		if ticking > 0 {
-			rawRead(r.tickfd) // a periodic timerfd runs on only once read
 			r.ticks.Add(1)
+			n = r.poll()
 		} else {
 			r.wakes.Add(1)
+			now := time.Now()
+			gap += (min(now.Sub(lastWake), 2*r.window) - gap) / 4
+			lastWake = now
 		}
-		n := r.poll()
 		r.flooded = false
 		if !r.dispatch(n) {
 			return
 		}
-		// Busy: a tick found datagrams, or datagrams woke the reactor
-		// again within a window. Flooded: datagrams come faster than one
-		// wake-up per batch; waiting would only fill socket buffers.
-		now := time.Now()
-		busy := n > 0
-		if ticking == 0 {
-			busy = now.Sub(lastWake) < r.window
-		}
-		busy = busy && !r.flooded
-		lastWake = now
-		if busy && r.window > 0 {
-			if ticking != r.window {
-				ticking = r.window
-				r.tick(ticking)
+		// Batch when datagrams wake the reactor four times a window or
+		// more on average, so that a tick saves three wake-ups: below
+		// that, what a tick costs on top (the timer, an empty look now
+		// and then) ate the saving in make load. A sender that bursts,
+		// as gosrt does, wakes it once a burst and gains nothing. Stop when two ticks in
+		// a row find nothing, or when a socket fills a whole batch:
+		// datagrams then come faster than wake-ups, and waiting would
+		// only fill socket buffers.
+		switch {
+		case r.window == 0 || r.flooded:
+		case ticking > 0:
+			if empty++; n > 0 {
+				empty = 0
 			}
-			continue // the set stays disarmed: datagrams wait for the tick
+			if empty < 2 {
+				if ticking != r.window {
+					ticking = r.window
+					r.tick(ticking)
+				}
+				continue
+			}
+		case gap < r.window/4:
+			ticking, empty = r.window, 0
+			r.listen(false)
+			r.tick(ticking)
+			continue
+		default:
+			continue
 		}
 		if ticking > 0 {
-			ticking = 0
+			ticking, gap = 0, r.window
 			r.tick(0)
-			rawRead(r.tickfd) // or a tick that fired meanwhile wakes the loop
+			rawRead(r.tickfd)
+			r.listen(true) // the gate reports at once if the set has something
 		}
-		r.rearm()
 	}
 }
 
