@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
@@ -28,13 +29,16 @@ const (
 	L4Proxy Path = "l4proxy"
 	// SRT: this plugin, sessions on sockets of their own (data_path socket).
 	SRT Path = "srt"
+	// SRTUnbatched: SRT with batch_window off, every datagram relayed the
+	// moment it arrives.
+	SRTUnbatched Path = "srt-unbatched"
 	// SRTListener: this plugin relaying through caddy-l4's listener
 	// (data_path listener).
 	SRTListener Path = "srt-listener"
 )
 
 // AllPaths in report order.
-var AllPaths = []Path{Direct, L4Proxy, SRT, SRTListener}
+var AllPaths = []Path{Direct, L4Proxy, SRT, SRTUnbatched, SRTListener}
 
 // ParsePath checks a path name.
 func ParsePath(s string) (Path, error) {
@@ -43,7 +47,11 @@ func ParsePath(s string) (Path, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("unknown path %q (want one of direct, l4proxy, srt, srt-listener)", s)
+	names := make([]string, len(AllPaths))
+	for i, p := range AllPaths {
+		names[i] = string(p)
+	}
+	return "", fmt.Errorf("unknown path %q (want one of %s)", s, strings.Join(names, ", "))
 }
 
 // ProxyOptions shape the Caddy config.
@@ -133,19 +141,22 @@ func caddyConfig(path Path, listen, admin, origin string, o ProxyOptions) map[st
 			"upstreams": []any{map[string]any{"dial": []string{"udp/" + origin}}},
 		}}}
 	default:
-		dataPath := "socket"
-		if path == SRTListener {
-			dataPath = "listener"
+		handler := map[string]any{
+			"handler":            "srt",
+			"data_path":          "socket",
+			"max_pending":        o.MaxPending,
+			"max_pending_per_ip": o.MaxPending,
+			"routes":             []any{map[string]any{"to": []string{"udp/" + origin}}},
+		}
+		switch path {
+		case SRTListener:
+			handler["data_path"] = "listener"
+		case SRTUnbatched:
+			handler["batch_window"] = -1
 		}
 		route = map[string]any{
-			"match": []any{map[string]any{"srt": map[string]any{}}},
-			"handle": []any{map[string]any{
-				"handler":            "srt",
-				"data_path":          dataPath,
-				"max_pending":        o.MaxPending,
-				"max_pending_per_ip": o.MaxPending,
-				"routes":             []any{map[string]any{"to": []string{"udp/" + origin}}},
-			}},
+			"match":  []any{map[string]any{"srt": map[string]any{}}},
+			"handle": []any{handler},
 		}
 	}
 	return map[string]any{

@@ -48,6 +48,7 @@ type config struct {
 	stormProcs                                  int
 	stormFor                                    time.Duration
 	maxPending                                  int
+	rounds                                      int
 }
 
 var allScenarios = []string{"single", "concurrent", "connect", "idle", "storm"}
@@ -61,7 +62,7 @@ func main() {
 	flag.StringVar(&c.logs, "logs", ".demo/load", "where configs and process logs go (a directory per run)")
 	flag.StringVar(&c.profile, "profile", "", "directory for CPU profiles of the proxy during the single-stream runs (off when empty)")
 	flag.StringVar(&c.logLevel, "log-level", "WARN", "Caddy's log level")
-	flag.StringVar(&paths, "paths", "direct,l4proxy,srt,srt-listener", "paths to compare")
+	flag.StringVar(&paths, "paths", "direct,l4proxy,srt,srt-unbatched,srt-listener", "paths to compare")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "scenarios to run")
 	flag.StringVar(&kinds, "single-kinds", "libsrt,gosrt", "publishers of the single-stream runs")
 	flag.Float64Var(&c.singleMbps, "single-mbps", 10, "single stream: rate, Mbit/s")
@@ -76,6 +77,7 @@ func main() {
 	flag.IntVar(&c.stormWorkers, "storm-workers", 48, "handshake storm: parallel gosrt callers")
 	flag.IntVar(&c.stormProcs, "storm-procs", 16, "handshake storm: parallel C caller processes (libsrt)")
 	flag.DurationVar(&c.stormFor, "storm-for", 10*time.Second, "handshake storm: how long")
+	flag.IntVar(&c.rounds, "rounds", 1, "stream scenarios: rounds over every path, back to back; targets use the median round")
 	flag.IntVar(&c.maxPending, "max-pending", 4096, "the plugin's max_pending and max_pending_per_ip (all callers share 127.0.0.1)")
 	flag.Parse()
 

@@ -80,7 +80,7 @@ func printStreams(w io.Writer, title string, l lh.StreamLoad, rs []*lh.StreamRes
 	fmt.Fprintln(w, "  UDP DROPS = datagrams the kernel dropped for full receive buffers, machine-wide, during the run;")
 	fmt.Fprintln(w, "  IDLE = machine CPU left idle during the run (near 0%: the machine, not the path, was the limit)")
 	l4, haveL4 := findPath(rs, lh.L4Proxy, func(r *lh.StreamResult) lh.Path { return r.Path })
-	for _, p := range []lh.Path{lh.SRT, lh.SRTListener} {
+	for _, p := range pluginPaths {
 		r, ok := findPath(rs, p, func(r *lh.StreamResult) lh.Path { return r.Path })
 		if !ok || !haveL4 {
 			continue
@@ -145,7 +145,7 @@ func printIdle(w io.Writer, n int, hold time.Duration, rs []*lh.IdleResult) {
 	fmt.Fprintf(w, "  KiB/SESSION = (RSS after − RSS before) ÷ sessions connected; target ≤ %d KiB\n", targetIdleKiB)
 	pathOf := func(r *lh.IdleResult) lh.Path { return r.Path }
 	if l4, ok := findPath(rs, lh.L4Proxy, pathOf); ok {
-		for _, p := range []lh.Path{lh.SRT, lh.SRTListener} {
+		for _, p := range pluginPaths {
 			if r, ok := findPath(rs, p, pathOf); ok {
 				fmt.Fprintf(w, "  %s ÷ l4proxy: KiB/session %s, CPU while idle %s\n", p,
 					ratio(r.PerSessionKiB(), l4.PerSessionKiB()), ratio(r.ProxyCPU.Seconds(), l4.ProxyCPU.Seconds()))
@@ -181,7 +181,7 @@ func printStorm(w io.Writer, kind lh.PeerKind, workers int, d time.Duration, rs 
 	}
 	pathOf := func(r *lh.StormResult) lh.Path { return r.Path }
 	if l4, ok := findPath(rs, lh.L4Proxy, pathOf); ok {
-		for _, p := range []lh.Path{lh.SRT, lh.SRTListener} {
+		for _, p := range pluginPaths {
 			if r, ok := findPath(rs, p, pathOf); ok {
 				fmt.Fprintf(w, "  %s ÷ l4proxy: handshakes/s %s, CPU per handshake %s, peak RSS %s\n", p,
 					ratio(r.PerSecond(), l4.PerSecond()), ratio(cpuPerHandshake(r), cpuPerHandshake(l4)),

@@ -70,20 +70,31 @@ func (r *runner) onEachPath(ctx context.Context, what string, fn func(p lh.Path)
 	return nil
 }
 
+// streams runs a stream load on every path, rounds times over: the
+// proxies' CPU figures drift with whatever else the machine does, and
+// rounds back to back compare paths under the same drift.
 func (r *runner) streams(ctx context.Context, title string, l lh.StreamLoad) error {
-	var results []*lh.StreamResult
-	err := r.onEachPath(ctx, l.String(), func(p lh.Path) error {
-		res, err := r.env.RunStreams(ctx, p, l)
-		if err == nil {
-			results = append(results, res)
+	var rounds [][]*lh.StreamResult
+	for round := range max(r.cfg.rounds, 1) {
+		heading := title
+		if r.cfg.rounds > 1 {
+			heading = fmt.Sprintf("%s, round %d of %d", title, round+1, r.cfg.rounds)
 		}
-		return err
-	})
-	if err != nil {
-		return err
+		var results []*lh.StreamResult
+		err := r.onEachPath(ctx, l.String(), func(p lh.Path) error {
+			res, err := r.env.RunStreams(ctx, p, l)
+			if err == nil {
+				results = append(results, res)
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		printStreams(os.Stdout, heading, l, results)
+		rounds = append(rounds, results)
 	}
-	printStreams(os.Stdout, title, l, results)
-	r.summary.addStreams(l, results)
+	r.summary.addStreams(l, rounds)
 	return nil
 }
 

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 
 	lh "github.com/srtroute/caddy-l4-srt/internal/loadharness"
 )
 
-var pluginPaths = []lh.Path{lh.SRT, lh.SRTListener}
+// pluginPaths are the paths through this plugin, compared with the others.
+var pluginPaths = []lh.Path{lh.SRT, lh.SRTUnbatched, lh.SRTListener}
 
 // summary gathers, per plugin path, each figure the issue sets a target
 // for.
@@ -51,31 +53,56 @@ func verdict(met bool) string {
 	return "MISSED"
 }
 
-func (s *summary) addStreams(l lh.StreamLoad, rs []*lh.StreamResult) {
+// addStreams sums up the rounds of a stream load: CPU by the median of
+// each round's ratio, loss over all rounds.
+func (s *summary) addStreams(l lh.StreamLoad, rounds [][]*lh.StreamResult) {
 	pathOf := func(r *lh.StreamResult) lh.Path { return r.Path }
 	name := fmt.Sprintf("%d× %s %g Mbit/s", l.Streams, l.Kind, l.Mbps)
-	if l4, ok := findPath(rs, lh.L4Proxy, pathOf); ok && cpuPerGB(l4) > 0 {
-		s.add(fmt.Sprintf("relay CPU/GB ≤ %.2f × l4proxy", targetCPUPerGB), name, func(p lh.Path) (string, bool) {
-			r, ok := findPath(rs, p, pathOf)
-			if !ok {
-				return "", false
+	s.add(fmt.Sprintf("relay CPU/GB ≤ %.2f × l4proxy", targetCPUPerGB), name, func(p lh.Path) (string, bool) {
+		var xs []float64
+		idle := 100.0
+		for _, rs := range rounds {
+			l4, ok1 := findPath(rs, lh.L4Proxy, pathOf)
+			r, ok2 := findPath(rs, p, pathOf)
+			if ok1 && ok2 && cpuPerGB(l4) > 0 {
+				xs = append(xs, cpuPerGB(r)/cpuPerGB(l4))
+				idle = min(idle, r.MachineIdle)
 			}
-			x := cpuPerGB(r) / cpuPerGB(l4)
-			return fmt.Sprintf("%.2f× %s%s", x, verdict(x <= targetCPUPerGB), saturation(r.MachineIdle)), true
-		})
-	}
-	if d, ok := findPath(rs, lh.Direct, pathOf); ok {
-		s.add("no unrecovered loss where direct has none", name, func(p lh.Path) (string, bool) {
-			r, ok := findPath(rs, p, pathOf)
-			if !ok {
-				return "", false
+		}
+		if len(xs) == 0 {
+			return "", false
+		}
+		sort.Float64s(xs)
+		x := xs[len(xs)/2]
+		spread := ""
+		if len(xs) > 1 {
+			spread = fmt.Sprintf(" (%.2f–%.2f over %d rounds)", xs[0], xs[len(xs)-1], len(xs))
+		}
+		return fmt.Sprintf("%.2f× %s%s%s", x, verdict(x <= targetCPUPerGB), spread, saturation(idle)), true
+	})
+	s.add("no unrecovered loss where direct has none", name, func(p lh.Path) (string, bool) {
+		var lostHere, lostDirect uint64
+		var seen, haveDirect bool
+		idle := 100.0
+		for _, rs := range rounds {
+			if d, ok := findPath(rs, lh.Direct, pathOf); ok {
+				lostDirect += lost(d)
+				haveDirect = true
 			}
-			if lost(d) > 0 {
-				return fmt.Sprintf("lost %d (direct lost %d too)", lost(r), lost(d)), true
+			if r, ok := findPath(rs, p, pathOf); ok {
+				lostHere += lost(r)
+				idle = min(idle, r.MachineIdle)
+				seen = true
 			}
-			return fmt.Sprintf("lost %d %s%s", lost(r), verdict(lost(r) == 0), saturation(r.MachineIdle)), true
-		})
-	}
+		}
+		switch {
+		case !seen || !haveDirect:
+			return "", false
+		case lostDirect > 0:
+			return fmt.Sprintf("lost %d (direct lost %d too)", lostHere, lostDirect), true
+		}
+		return fmt.Sprintf("lost %d %s%s", lostHere, verdict(lostHere == 0), saturation(idle)), true
+	})
 }
 
 func (s *summary) addConnects(kind lh.PeerKind, rs []*lh.ConnectResult) {
