@@ -108,11 +108,8 @@ func benchmarkRelayPaced(b *testing.B, r relay, burst int) {
 // relayWakes counts the wake-ups of every reactor, for datagrams or for
 // the batch timer.
 func relayWakes() uint64 {
-	var n uint64
-	for _, r := range reactors {
-		n += r.wakes.Load() + r.ticks.Load()
-	}
-	return n
+	wakes, ticks := reactorWakeups()
+	return wakes + ticks
 }
 
 // cpuTime returns the CPU time this process has used and the number of

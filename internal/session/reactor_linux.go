@@ -95,9 +95,6 @@ const (
 	pumpRounds = 4
 	// wakeKey marks the reactor's eventfd in the epoll set.
 	wakeKey = 0
-	// gateSetKey and gateTickKey mark the epoll set and the timerfd in
-	// the gate.
-	gateSetKey, gateTickKey = 1, 2
 )
 
 // rawSock is a UDP socket, connected to its peer, owned by a reactor.
@@ -453,8 +450,10 @@ func (r *reactor) start() (err error) {
 		ev      unix.EpollEvent
 	}{
 		{epfd, wakefd, unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeKey}},
-		{gatefd, epfd, unix.EpollEvent{Events: unix.EPOLLIN, Fd: gateSetKey}},
-		{gatefd, tickfd, unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: gateTickKey}},
+		// Nothing reads the gate's events: what it reports is that the
+		// netpoller should wake the loop.
+		{gatefd, epfd, unix.EpollEvent{Events: unix.EPOLLIN}},
+		{gatefd, tickfd, unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET}},
 	} {
 		if err = unix.EpollCtl(m.set, unix.EPOLL_CTL_ADD, m.fd, &m.ev); err != nil {
 			return fmt.Errorf("epoll_ctl: %w", err)
@@ -485,7 +484,7 @@ func (r *reactor) poll() int {
 // listen has the gate report the set, or not. Silenced, datagrams
 // arriving on the sessions' sockets wake nobody: they wait for a tick.
 func (r *reactor) listen(on bool) {
-	ev := unix.EpollEvent{Fd: gateSetKey}
+	var ev unix.EpollEvent
 	if on {
 		ev.Events = unix.EPOLLIN
 	}
@@ -537,6 +536,7 @@ func (r *reactor) loop() {
 			for _, p := range r.pairs {
 				p.s.End(EndStopped, fmt.Errorf("relay: waiting on the epoll set: %w", err))
 			}
+			n = 0
 		}
 		if ticking > 0 {
 			r.ticks.Add(1)
@@ -555,36 +555,31 @@ func (r *reactor) loop() {
 		// more on average, so that a tick saves three wake-ups: below
 		// that, what a tick costs on top (the timer, an empty look now
 		// and then) ate the saving in make load. A sender that bursts,
-		// as gosrt does, wakes it once a burst and gains nothing. Stop when two ticks in
-		// a row find nothing, or when a socket fills a whole batch:
-		// datagrams then come faster than wake-ups, and waiting would
-		// only fill socket buffers.
+		// as gosrt does, wakes it once a burst and gains nothing. Stop
+		// when two ticks in a row find nothing, or when a socket fills a
+		// whole batch: datagrams then come faster than wake-ups, and
+		// waiting would only fill socket buffers.
+		batching := r.window > 0 && !r.flooded
 		switch {
-		case r.window == 0 || r.flooded:
 		case ticking > 0:
 			if empty++; n > 0 {
 				empty = 0
 			}
-			if empty < 2 {
+			if batching && empty < 2 {
 				if ticking != r.window {
 					ticking = r.window
 					r.tick(ticking)
 				}
 				continue
 			}
-		case gap < r.window/4:
-			ticking, empty = r.window, 0
-			r.listen(false)
-			r.tick(ticking)
-			continue
-		default:
-			continue
-		}
-		if ticking > 0 {
 			ticking, gap = 0, r.window
 			r.tick(0)
 			rawRead(r.tickfd)
 			r.listen(true) // the gate reports at once if the set has something
+		case batching && gap < r.window/4:
+			ticking, empty = r.window, 0
+			r.listen(false)
+			r.tick(ticking)
 		}
 	}
 }
