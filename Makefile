@@ -4,6 +4,8 @@ XCADDY_VERSION = v0.4.5
 CADDY_VERSION  = v2.11.4
 CADDY_L4       = github.com/mholt/caddy-l4@v0.1.2
 DEMO          := .demo
+# bash, for pipefail: the test log is teed, and a failure must still fail.
+SHELL         := /bin/bash
 XCADDY        := $(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
 
 .PHONY: demo test run build fuzz clean load
@@ -34,7 +36,11 @@ $(DEMO)/srtcaller: internal/testpeer/libsrt/srtcaller.c
 test:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	@mkdir -p $(DEMO); set -o pipefail; \
+	$(GO) test -race -count=1 -timeout 20m ./... 2>&1 | tee $(DEMO)/test.log || { \
+		echo; echo "== what failed (whole log: $(DEMO)/test.log) =="; \
+		grep -v '^{"level"' $(DEMO)/test.log | grep -E -A15 -- '--- FAIL|^panic:|DATA RACE|^FAIL' | head -200; \
+		exit 1; }
 
 ## run: Caddy with the plugin (built by xcaddy) on xcaddy.json: proxy on udp/:10080, admin API on
 ## localhost:2019, every stream to a local srt-backend on 127.0.0.1:10001, which this starts too.
