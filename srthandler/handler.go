@@ -371,15 +371,18 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		drainQuiet(cx.Conn, buf)
 		return nil
 	}
+	in := &datagramReader{cx: cx}
 	if s := h.registry.Lookup(caller); s != nil {
-		h.rejoin(cx, s, buf[:n])
-		return nil
+		// Until the caller is quiet, or its session has ended and what it
+		// still sends (or a new caller on its address) is served below.
+		if n, err = h.rejoin(in, s, buf, n); err != nil {
+			return nil
+		}
 	}
 	var (
 		lastReject  []byte // our answer to the last conclusion, for its repeats
 		rejectedFor uint32
 		toldEnded   time.Time
-		in          = &datagramReader{cx: cx}
 	)
 	for {
 		pkt := buf[:n]
@@ -393,10 +396,12 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 				_, _ = cx.Conn.Write(lastReject)
 				break
 			}
-			taken, reject := h.conclude(cx, caller, pkt, &d, now)
+			taken, reject := h.conclude(in, caller, pkt, &d, now)
 			if taken {
 				return nil
 			}
+			// Rejected, or a session relayed through this connection
+			// has ended: either way, read on until the caller is quiet.
 			lastReject, rejectedFor = reject, d.Handshake.SocketID
 		case handshake.Reply:
 			if _, err := cx.Conn.Write(d.Reply); err != nil {
@@ -438,7 +443,8 @@ const quietPeriod = 2 * time.Second
 // datagramReader reads whole datagrams from a caddy-l4 connection: an
 // empty one as (0, nil), one caddy-l4 cannot deliver as errOversize.
 type datagramReader struct {
-	cx *layer4.Connection
+	cx   *layer4.Connection
+	held []byte // a datagram read elsewhere, for next to return first
 }
 
 func (d *datagramReader) Read(b []byte) (int, error) {
@@ -454,6 +460,11 @@ func (d *datagramReader) Read(b []byte) (int, error) {
 
 // next reads the caller's next datagram, or fails after quietPeriod.
 func (d *datagramReader) next(buf []byte) (int, error) {
+	if d.held != nil {
+		n := copy(buf, d.held)
+		d.held = nil
+		return n, nil
+	}
 	if err := d.cx.SetReadDeadline(time.Now().Add(quietPeriod)); err != nil {
 		return 0, err
 	}
@@ -461,6 +472,9 @@ func (d *datagramReader) next(buf []byte) (int, error) {
 	_ = d.cx.SetReadDeadline(time.Time{})
 	return n, err
 }
+
+// unread has next return p, once, before reading on.
+func (d *datagramReader) unread(p []byte) { d.held = append(d.held[:0], p...) }
 
 var errOversize = errors.New("datagram larger than caddy-l4 can deliver")
 
@@ -481,7 +495,8 @@ func drainQuiet(c net.Conn, buf []byte) {
 // conclude routes a caller whose conclusion carried a valid cookie.
 // taken says a session took the caller's address over; otherwise reject
 // is the answer the caller got.
-func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []byte, d *handshake.Decision, received time.Time) (taken bool, reject []byte) {
+func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte, d *handshake.Decision, received time.Time) (taken bool, reject []byte) {
+	cx := in.cx
 	hs := &d.Handshake
 	info := streamid.Parse(d.Conclusion.StreamID)
 	repl := cx.Replacer()
@@ -548,11 +563,12 @@ func (h *Handler) conclude(cx *layer4.Connection, caller netip.AddrPort, pkt []b
 		log.Info("upstream rejected caller", zap.Stringer("reason", res.reason), zap.Uint32("code", uint32(res.reason)))
 		return false, res.response
 	}
-	return h.establish(cx, caller, hs, &info, idx, res, received, log)
+	return h.establish(in, caller, hs, &info, idx, res, received, log)
 }
 
 // establish turns an accepted splice into a live session.
-func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wire.Handshake, info *streamid.Info, route int, res *spliced, received time.Time, log *zap.Logger) (taken bool, reject []byte) {
+func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.Handshake, info *streamid.Info, route int, res *spliced, received time.Time, log *zap.Logger) (taken bool, reject []byte) {
+	cx := in.cx
 	var (
 		link   session.Link
 		fast   bool
@@ -665,8 +681,15 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 		}
 		return true, nil
 	}
-	s.ServeLink(link)
-	return true, nil
+	// The session relays through this connection until it ends. Its
+	// caller may still be sending then (it has not seen the SHUTDOWN
+	// yet): the connection is not taken, so that Handle reads on until
+	// the caller is quiet. A connection nobody reads deadlocks caddy-l4
+	// v0.1.2's listener (see Handle).
+	if p := s.ServeLink(link); p != nil {
+		in.unread(p)
+	}
+	return false, nil
 }
 
 // serveStray serves a datagram of another caller that a new session
@@ -674,8 +697,7 @@ func (h *Handler) establish(cx *layer4.Connection, caller netip.AddrPort, hs *wi
 // session.DialFrom): as if caddy-l4 had delivered it, with answers sent
 // from the listener's socket.
 func (h *Handler) serveStray(listener *layer4.Connection, st session.Stray) {
-	if s := h.registry.Lookup(st.From); s != nil {
-		s.FromCaller(st.Data)
+	if s := h.registry.Lookup(st.From); s != nil && s.FromCaller(st.Data) {
 		return
 	}
 	pc, ok := listener.Conn.(net.PacketConn)
@@ -716,31 +738,36 @@ func (c *strayConn) SetDeadline(time.Time) error      { return nil }
 func (c *strayConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *strayConn) SetWriteDeadline(time.Time) error { return nil }
 
-// rejoin hands a datagram that reached the listener to the session of its
-// caller: one in flight while the session socket was being made, or, for
-// a session relaying through the listener, the first after a reload gave
-// the caller a new caddy-l4 connection.
-func (h *Handler) rejoin(cx *layer4.Connection, s *session.Session, first []byte) {
-	if s.FastPath() {
-		// Relay until the sender is quiet: new datagrams of this caller go
-		// to the session socket, so this ends soon.
-		s.FromCaller(first)
-		in := &datagramReader{cx: cx}
-		buf := make([]byte, pendingBuf)
-		for {
-			n, err := in.next(buf)
-			if err != nil {
-				return
-			}
-			if n > 0 {
-				s.FromCaller(buf[:n])
-			}
+// rejoin hands buf[:n], a datagram that reached the listener, to the
+// session of its caller: one in flight while the session socket was being
+// made, or, for a session relaying through the listener, the first after a
+// reload gave the caller a new caddy-l4 connection. It relays until the
+// caller is quiet (the error), or until the session has ended: it then
+// returns, in buf, the first datagram the session did not take, for
+// Handle to serve. That may be a new caller that got the same address.
+func (h *Handler) rejoin(in *datagramReader, s *session.Session, buf []byte, n int) (int, error) {
+	if !s.FastPath() {
+		link := newConnLink(in.cx)
+		s.Attach(link)
+		if !s.FromCaller(buf[:n]) {
+			return n, nil
+		}
+		if p := s.ServeLink(link); p != nil {
+			return copy(buf, p), nil
+		}
+		return in.next(buf)
+	}
+	// New datagrams of this caller go to the session socket, so this
+	// ends soon.
+	for {
+		if n > 0 && !s.FromCaller(buf[:n]) {
+			return n, nil
+		}
+		var err error
+		if n, err = in.next(buf); err != nil {
+			return 0, err
 		}
 	}
-	link := newConnLink(cx)
-	s.Attach(link)
-	s.FromCaller(first)
-	s.ServeLink(link)
 }
 
 // match returns the first route that matches.

@@ -262,13 +262,15 @@ func (s *Session) WriteCaller(p []byte) error {
 func (s *Session) FastPath() bool { return s.fastPath }
 
 // ServeLink relays from the caller link l until the session ends or
-// another link replaces l (see Attach).
-func (s *Session) ServeLink(l Link) {
+// another link replaces l (see Attach). A datagram it read after the
+// session ended it returns: a new caller on the same address may have
+// sent it, and it is the listener's to serve.
+func (s *Session) ServeLink(l Link) (leftover []byte) {
 	if !s.enterLoop() {
-		return
+		return nil
 	}
 	defer s.leaveLoop()
-	s.callerLoop(l)
+	return s.callerLoop(l)
 }
 
 // enterLoop registers a relay loop, unless the session has ended.
@@ -399,24 +401,26 @@ func (s *Session) upstreamLoop() {
 	}
 }
 
-func (s *Session) callerLoop(l Link) {
+func (s *Session) callerLoop(l Link) (leftover []byte) {
 	buf := make([]byte, relayBuf)
 	for {
 		n, err := l.Read(buf)
 		if err != nil {
 			if s.ended() || s.currentLink() != l {
-				return
+				return nil
 			}
 			if isRefused(err) {
 				continue
 			}
 			s.End(EndCallerError, fmt.Errorf("reading from caller %s: %w", s.Caller, err))
-			return
+			return nil
 		}
 		if n == 0 {
 			continue
 		}
-		s.FromCaller(buf[:n])
+		if !s.FromCaller(buf[:n]) {
+			return buf[:n]
+		}
 	}
 }
 
@@ -442,11 +446,17 @@ func (s *Session) hold(p []byte) {
 
 // FromCaller relays one datagram from the caller. The handler calls it for
 // datagrams that reached the listener socket instead of the session's own
-// (those in flight while the session socket was being set up).
-func (s *Session) FromCaller(p []byte) {
+// (those in flight while the session socket was being set up). Once the
+// session has ended it takes nothing and reports false: the datagram may
+// be a new caller's that got the same address, and the listener must
+// serve it as such, not this session refuse it.
+func (s *Session) FromCaller(p []byte) bool {
+	if s.ended() {
+		return false
+	}
 	relay, shutdown := s.takeFromCaller(p)
 	if !relay {
-		return
+		return true
 	}
 	if _, err := s.up.Write(p); err != nil && !s.ended() && !isRefused(err) {
 		s.Logger.Debug("writing to upstream", zap.String("session", s.ID), zap.Error(err))
@@ -454,6 +464,7 @@ func (s *Session) FromCaller(p []byte) {
 	if shutdown {
 		s.End(EndCallerShutdown, nil)
 	}
+	return true
 }
 
 // takeFromCaller does what both relays do with a datagram from the
