@@ -3,7 +3,9 @@ package srthandler_test
 import (
 	"encoding/json"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,6 +127,12 @@ func TestSessionsAPIAndMetrics(t *testing.T) {
 	bytesBefore := metric(t, p, "caddy_layer4_srt_relayed_bytes_total", `direction="from_caller"`)
 	if bytesBefore < float64(second.FromCaller.Bytes) {
 		t.Errorf("relayed bytes metric %v below the session's own %d", bytesBefore, second.FromCaller.Bytes)
+	}
+	if runtime.GOOS == "linux" && metric(t, p, "caddy_layer4_srt_relay_wakeups_total", `cause="datagrams"`) == 0 {
+		t.Errorf("the relay relayed without waking up, by its metrics")
+	}
+	if body, err := p.Get("/metrics"); err != nil || !strings.Contains(string(body), `caddy_layer4_srt_relay_wakeups_total{cause="timer"}`) {
+		t.Errorf("no relay timer wake-ups in the metrics (%v)", err)
 	}
 	if metric(t, p, "caddy_layer4_srt_upstream_healthy", `upstream="`+b.Addr()+`"`) != 1 {
 		t.Errorf("upstream not reported healthy")

@@ -108,7 +108,7 @@ func benchmarkRelayPaced(b *testing.B, r relay, burst int) {
 // relayWakes counts the wake-ups of every reactor, for datagrams or for
 // the batch timer.
 func relayWakes() uint64 {
-	wakes, ticks := reactorWakeups()
+	wakes, ticks := RelayWakeups()
 	return wakes + ticks
 }
 

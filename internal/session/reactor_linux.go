@@ -63,17 +63,33 @@ var (
 	reactors     []*reactor
 )
 
-// pickReactor assigns a session to the least loaded reactor.
-func pickReactor() *reactor {
+// allReactors returns the process's reactors, making them the first time.
+func allReactors() []*reactor {
 	reactorsOnce.Do(func() {
 		reactors = make([]*reactor, reactorsFor(runtime.GOMAXPROCS(0)))
 		for i := range reactors {
 			reactors[i] = &reactor{}
 		}
 	})
+	return reactors
+}
+
+// RelayWakeups counts the times the reactors woke up to relay since the
+// process started: for datagrams, and for the batch timer (see
+// batch_window). Datagrams relayed per wake-up is what batching buys.
+func RelayWakeups() (datagrams, timer uint64) {
+	for _, r := range allReactors() {
+		datagrams += r.wakes.Load()
+		timer += r.ticks.Load()
+	}
+	return datagrams, timer
+}
+
+// pickReactor assigns a session to the least loaded reactor.
+func pickReactor() *reactor {
 	var best *reactor
 	bestLoad := int(^uint(0) >> 1)
-	for _, r := range reactors {
+	for _, r := range allReactors() {
 		r.mu.Lock()
 		if r.load < bestLoad {
 			best, bestLoad = r, r.load

@@ -21,19 +21,9 @@ func reactorLoops() int {
 	return strings.Count(string(buf), "session.(*reactor).loop")
 }
 
-// reactorWakeups counts the wake-ups of every reactor: for datagrams,
-// and for the batch timer.
-func reactorWakeups() (wakes, ticks uint64) {
-	for _, r := range reactors {
-		wakes += r.wakes.Load()
-		ticks += r.ticks.Load()
-	}
-	return wakes, ticks
-}
-
 // reactorTicks counts the batch timer's wake-ups of every reactor.
 func reactorTicks() uint64 {
-	_, ticks := reactorWakeups()
+	_, ticks := RelayWakeups()
 	return ticks
 }
 

@@ -13,3 +13,6 @@ func (p *relayPair) release()  {}
 func (p *relayPair) discard()  {}
 
 var useReactor = false
+
+// RelayWakeups is zero: no reactor relays here.
+func RelayWakeups() (datagrams, timer uint64) { return 0, 0 }
