@@ -660,9 +660,6 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 	}
 	repl := cx.Replacer()
 	repl.Set("l4.srt.session_id", s.ID)
-	if err := s.WriteCaller(res.response); err != nil {
-		log.Debug("sending conclusion response to caller", zap.Error(err))
-	}
 	countHandshake(outcomeAccepted, 0, received)
 	log.Info("session established", zap.String("session", s.ID), zap.Bool("session_socket", fast))
 	if fast {

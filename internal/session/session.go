@@ -201,7 +201,8 @@ func New(cfg Config) *Session {
 	return s
 }
 
-// Start registers the session and starts relaying. With fastPath, link
+// Start registers the session, sends the caller its Response, and starts
+// relaying. With fastPath, link
 // is the session's own socket connected to the caller, and a reactor
 // relays both sockets (see reactor_linux.go), or failing that a goroutine
 // per direction; the session then owns link and Upstream. Otherwise the
@@ -232,6 +233,14 @@ func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
 		}
 		return err
 	}
+	// The caller's first datagram from the session is the answer to its
+	// conclusion: nothing the upstream sends may overtake it (a caller
+	// that is still waiting for it takes only a handshake).
+	if s.Response != nil {
+		if _, err := s.currentLink().Write(s.Response); err != nil {
+			s.Logger.Debug("sending conclusion response to caller", zap.String("session", s.ID), zap.Error(err))
+		}
+	}
 	s.armWatchdog()
 	switch {
 	case p != nil:
@@ -250,12 +259,6 @@ func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
 		go s.upstreamLoop()
 	}
 	return nil
-}
-
-// WriteCaller sends a datagram to the caller through the session's link.
-func (s *Session) WriteCaller(p []byte) error {
-	_, err := s.currentLink().Write(p)
-	return err
 }
 
 // FastPath reports whether the caller link is a socket of the session's own.
