@@ -2,6 +2,7 @@ package srthandler_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,8 +25,8 @@ func settle(t *testing.T, sockets int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after all sessions ended: %d sessions live, %d plugin goroutines, %d sockets (baseline %d)",
-				live, ours, socks, sockets)
+			t.Fatalf("after all sessions ended: %d sessions live, %d plugin goroutines, %d sockets (baseline %d)\n%s",
+				live, ours, socks, sockets, strings.Join(testpeer.OurGoroutineStacks(), "\n\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

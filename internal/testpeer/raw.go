@@ -121,7 +121,11 @@ func OpenSockets(t testing.TB) int {
 
 // OurGoroutines counts the goroutines running the plugin's own code
 // (sessions, handlers); test code and libraries are not counted.
-func OurGoroutines() int {
+func OurGoroutines() int { return len(OurGoroutineStacks()) }
+
+// OurGoroutineStacks returns the stacks OurGoroutines counts, for a test
+// to show what was left running.
+func OurGoroutineStacks() []string {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -131,13 +135,13 @@ func OurGoroutines() int {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
-	count := 0
+	var ours []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		if strings.Contains(g, "caddy-l4-srt/internal/session.") || strings.Contains(g, "caddy-l4-srt/srthandler.") {
-			count++
+			ours = append(ours, g)
 		}
 	}
-	return count
+	return ours
 }
 
 // As is a raw caller on the same socket that presents another socket ID,
