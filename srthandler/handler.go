@@ -678,15 +678,21 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 		}
 		return true, nil
 	}
-	// The session relays through this connection until it ends. Its
-	// caller may still be sending then (it has not seen the SHUTDOWN
-	// yet): the connection is not taken, so that Handle reads on until
-	// the caller is quiet. A connection nobody reads deadlocks caddy-l4
-	// v0.1.2's listener (see Handle).
+	// The connection is not taken: once the session ends, Handle reads
+	// on until the caller is quiet (see relayThrough).
+	relayThrough(in, s, link)
+	return false, nil
+}
+
+// relayThrough relays a session through the caddy-l4 connection in reads
+// until the session ends, and leaves to in.next the datagram the session
+// read but did not take. Its caller may still be sending then (it has
+// not seen the SHUTDOWN yet), and a connection nobody reads deadlocks
+// caddy-l4 v0.1.2's listener (see Handle): the handler reads on.
+func relayThrough(in *datagramReader, s *session.Session, link session.Link) {
 	if p := s.ServeLink(link); p != nil {
 		in.unread(p)
 	}
-	return false, nil
 }
 
 // serveStray serves a datagram of another caller that a new session
@@ -749,9 +755,7 @@ func (h *Handler) rejoin(in *datagramReader, s *session.Session, buf []byte, n i
 		if !s.FromCaller(buf[:n]) {
 			return n, nil
 		}
-		if p := s.ServeLink(link); p != nil {
-			return copy(buf, p), nil
-		}
+		relayThrough(in, s, link)
 		return in.next(buf)
 	}
 	// New datagrams of this caller go to the session socket, so this
