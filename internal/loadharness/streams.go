@@ -35,8 +35,9 @@ type StreamResult struct {
 	Sender            SenderStats
 	ProxyCPU          time.Duration // while the traffic flowed
 	ProxyRSS, PeakRSS int64
-	UDPDrops          int64   // receive-buffer drops in the whole machine meanwhile
-	MachineIdle       float64 // percent of the machine's CPU left idle meanwhile
+	UDPDrops          int64         // receive-buffer drops in the whole machine meanwhile
+	Relay             RelayCounters // the plugin's relay meanwhile (zero on other paths)
+	MachineIdle       float64       // percent of the machine's CPU left idle meanwhile
 }
 
 // GB is the payload relayed, in 10⁹ bytes.
@@ -64,6 +65,10 @@ func (e *Env) RunStreams(ctx context.Context, path Path, l StreamLoad) (*StreamR
 	if err != nil {
 		return nil, err
 	}
+	relayBefore, err := t.relayCounters(ctx)
+	if err != nil {
+		return nil, err
+	}
 	drops, machine := ReadUDPDrops(), ReadMachineCPU()
 	profiled := e.profile(ctx, t, l)
 	sent, err := sendAll(ctx, ps, pps, l.Duration)
@@ -79,6 +84,11 @@ func (e *Env) RunStreams(ctx context.Context, path Path, l StreamLoad) (*StreamR
 		return nil, err
 	}
 	res.ProxyCPU, res.ProxyRSS, res.PeakRSS = after.CPU-before.CPU, after.RSS, after.HWM
+	relayAfter, err := t.relayCounters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.Relay = relayAfter.Sub(relayBefore)
 	res.UDPDrops = ReadUDPDrops() - drops
 	res.MachineIdle = ReadMachineCPU().IdlePercentSince(machine)
 	if err := <-profiled; err != nil {

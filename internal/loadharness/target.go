@@ -58,6 +58,16 @@ func (t *Target) Usage() (Usage, error) {
 	return t.Proxy.Usage()
 }
 
+// relayCounters reads the plugin's relay metrics; zero for paths
+// without the plugin.
+func (t *Target) relayCounters(ctx context.Context) (RelayCounters, error) {
+	switch t.Path {
+	case SRT, SRTUnbatched, SRTListener:
+		return t.Proxy.RelayCounters(ctx)
+	}
+	return RelayCounters{}, nil
+}
+
 // originServer is an origin a scenario runs behind the path.
 type originServer interface {
 	Addr() string

@@ -60,14 +60,17 @@ func ratio(a, b float64) string {
 func printStreams(w io.Writer, title string, l lh.StreamLoad, rs []*lh.StreamResult) {
 	fmt.Fprintf(w, "\n== %s: %v (%.3f GB sent per path)\n", title, l, gbOf(rs))
 	tw := newTable(w)
-	fmt.Fprintln(tw, "PATH\tCONNECTED\tSENT pkts\tDELIVERED\tLOST\tLATE\tRETRANS\tRECV-LOSS\tUDP DROPS\tIDLE\tPROXY CPU s\tCPU s/GB\tRSS MiB\tPEAK MiB")
+	fmt.Fprintln(tw, "PATH\tCONNECTED\tSENT pkts\tDELIVERED\tLOST\tLATE\tRETRANS\tRECV-LOSS\tUDP DROPS\tIDLE\tPROXY CPU s\tCPU s/GB\tPKTS/WAKE\tRSS MiB\tPEAK MiB")
 	for _, r := range rs {
-		cpu, perGB, rss, peak := "-", "-", "-", "-"
+		cpu, perGB, perWake, rss, peak := "-", "-", "-", "-", "-"
 		if r.Path != lh.Direct {
 			cpu, perGB, rss, peak = fmt.Sprintf("%.2f", r.ProxyCPU.Seconds()), fmt.Sprintf("%.2f", cpuPerGB(r)), mib(r.ProxyRSS), mib(r.PeakRSS)
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%.4f%%\t%d\t%d\t%d\t%d\t%d\t%.0f%%\t%s\t%s\t%s\t%s\n", r.Path, r.Connected, r.Streams, r.Sent,
-			100*float64(r.Unique())/float64(max(r.Sent, 1)), lost(r), r.Late, r.Sender.Retrans, r.RecvLoss, r.UDPDrops, r.MachineIdle, cpu, perGB, rss, peak)
+		if w := r.Relay.PerWakeup(); w > 0 {
+			perWake = fmt.Sprintf("%.2f", w)
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%.4f%%\t%d\t%d\t%d\t%d\t%d\t%.0f%%\t%s\t%s\t%s\t%s\t%s\n", r.Path, r.Connected, r.Streams, r.Sent,
+			100*float64(r.Unique())/float64(max(r.Sent, 1)), lost(r), r.Late, r.Sender.Retrans, r.RecvLoss, r.UDPDrops, r.MachineIdle, cpu, perGB, perWake, rss, peak)
 	}
 	tw.Flush()
 	for _, r := range rs {
@@ -78,7 +81,8 @@ func printStreams(w io.Writer, title string, l lh.StreamLoad, rs []*lh.StreamRes
 	fmt.Fprintln(w, "  DELIVERED = distinct packets the origin's application read ÷ packets sent; LOST = never delivered;")
 	fmt.Fprintln(w, "  RETRANS = the publishers' own retransmission counters; RECV-LOSS = gaps the origin's SRT receiver detected;")
 	fmt.Fprintln(w, "  UDP DROPS = datagrams the kernel dropped for full receive buffers, machine-wide, during the run;")
-	fmt.Fprintln(w, "  IDLE = machine CPU left idle during the run (near 0%: the machine, not the path, was the limit)")
+	fmt.Fprintln(w, "  IDLE = machine CPU left idle during the run (near 0%: the machine, not the path, was the limit);")
+	fmt.Fprintln(w, "  PKTS/WAKE = datagrams the plugin's session-socket relay moved per wake-up, by datagrams or its batch timer")
 	l4, haveL4 := findPath(rs, lh.L4Proxy, func(r *lh.StreamResult) lh.Path { return r.Path })
 	for _, p := range pluginPaths {
 		r, ok := findPath(rs, p, func(r *lh.StreamResult) lh.Path { return r.Path })
