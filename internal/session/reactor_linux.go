@@ -31,11 +31,12 @@ import (
 //
 // Paced senders rarely leave datagrams for a wake-up to share: each finds
 // the reactor asleep. Batching trades a bounded wait for wake-ups. When
-// datagrams wake the reactor four times a batch window or more on
-// average, it stops listening to the set and looks at it once a window
-// instead (a timerfd), relaying what came meanwhile; two looks in a row
-// that find nothing hand it back to the set. A datagram waits at most one
-// window, and only while the reactor is busy.
+// datagrams wake the reactor batchFactor times a batch window or more,
+// on average over several windows, it stops listening to the set and
+// looks at it once a window instead (a timerfd), relaying what came
+// meanwhile, for as long as the looks find batchFactor datagrams each on
+// average (see batcher). A datagram waits at most one window, and only
+// while the reactor is busy.
 //
 // What the netpoller watches is therefore not the set but a gate: a
 // second epoll set holding the first and the timerfd. Silencing the set
@@ -342,9 +343,9 @@ type reactor struct {
 	running bool
 	epfd    int // the sockets and the eventfd
 	gatefd  int // holds epfd and tickfd: in Go's netpoller
-	tickfd  int // a timerfd
 	gate    *os.File
 	gaterc  syscall.RawConn
+	tickfd  int // a timerfd
 	wakefd  int
 	adds    []*relayPair
 	removes []*relayPair
@@ -356,6 +357,7 @@ type reactor struct {
 	// Owned by the loop goroutine.
 	window  time.Duration         // the smallest batch window of its sessions
 	flooded bool                  // a socket filled a whole batch this wake-up
+	moved   int                   // datagrams read this wake-up
 	windows map[time.Duration]int // sessions by batch window
 	pairs   map[uint32]*relayPair
 	nextKey uint32
@@ -527,11 +529,9 @@ func rawRead(fd int) bool {
 
 func (r *reactor) loop() {
 	var (
-		lastWake time.Time
-		gap      time.Duration // moving average between wake-ups by datagrams
-		ticking  time.Duration // the timer's period; 0 while listening to the set
-		empty    int           // ticks in a row that found nothing
-		n        int
+		b     batcher
+		every time.Duration // the timer's period while ticking
+		n     int
 	)
 	// What wakes the loop: the set having something ready, or a tick.
 	// Method values and closures allocate: made once, not per wake-up.
@@ -542,7 +542,7 @@ func (r *reactor) loop() {
 	ticked := func(uintptr) bool { return rawRead(r.tickfd) }
 	for {
 		woken := ready
-		if ticking > 0 {
+		if b.ticking {
 			woken = ticked
 		}
 		if err := r.gaterc.Read(woken); err != nil {
@@ -554,50 +554,48 @@ func (r *reactor) loop() {
 			}
 			n = 0
 		}
-		if ticking > 0 {
+		if b.ticking {
 			r.ticks.Add(1)
 			n = r.poll()
 		} else {
 			r.wakes.Add(1)
-			now := time.Now()
-			gap += (min(now.Sub(lastWake), 2*r.window) - gap) / 4
-			lastWake = now
 		}
-		r.flooded = false
+		r.flooded, r.moved = false, 0
 		if !r.dispatch(n) {
 			return
 		}
-		// Batch when datagrams wake the reactor four times a window or
-		// more on average, so that a tick saves three wake-ups: below
-		// that, what a tick costs on top (the timer, an empty look now
-		// and then) ate the saving in make load. A sender that bursts,
-		// as gosrt does, wakes it once a burst and gains nothing. Stop
-		// when two ticks in a row find nothing, or when a socket fills a
-		// whole batch: datagrams then come faster than wake-ups, and
-		// waiting would only fill socket buffers.
-		batching := r.window > 0 && !r.flooded
-		switch {
-		case ticking > 0:
-			if empty++; n > 0 {
-				empty = 0
+		// Batching is off while a session asked for none, and while a
+		// socket fills a whole batch in one read: datagrams then come
+		// faster than wake-ups, and waiting would only fill socket
+		// buffers.
+		if r.window <= 0 || r.flooded {
+			if b.ticking {
+				b.stop(time.Now())
+				r.stopTicking()
 			}
-			if batching && empty < 2 {
-				if ticking != r.window {
-					ticking = r.window
-					r.tick(ticking)
-				}
-				continue
+			continue
+		}
+		switch now := time.Now(); {
+		case b.ticking:
+			if !b.ticked(now, r.window, r.moved) {
+				r.stopTicking()
+			} else if every != r.window { // sessions came or went
+				every = r.window
+				r.tick(every)
 			}
-			ticking, gap = 0, r.window
-			r.tick(0)
-			rawRead(r.tickfd)
-			r.listen(true) // the gate reports at once if the set has something
-		case batching && gap < r.window/4:
-			ticking, empty = r.window, 0
+		case b.woke(now, r.window):
+			every = r.window
 			r.listen(false)
-			r.tick(ticking)
+			r.tick(every)
 		}
 	}
+}
+
+// stopTicking goes back to listening to the set.
+func (r *reactor) stopTicking() {
+	r.tick(0)
+	rawRead(r.tickfd)
+	r.listen(true) // the gate reports at once if the set has something
 }
 
 // dispatch relays for the n events poll returned. It reports false when
@@ -721,6 +719,7 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 			return
 		}
 		k, err := r.in.recv(src.fd)
+		r.moved += k
 		r.flooded = r.flooded || k == batchSize
 		if err != nil {
 			switch err {

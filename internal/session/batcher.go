@@ -1,0 +1,90 @@
+package session
+
+import "time"
+
+// batcher decides when the reactor trades listening to its sockets for
+// a look at them once a batch window (see reactor.loop). A tick costs
+// about what a wake-up by datagrams costs, so it pays only where it
+// replaces more than one: batching starts when datagrams woke the
+// reactor batchFactor times a window or more, and goes on while the ticks
+// find batchFactor datagrams or more each. Wake-ups never outnumber the
+// datagrams that caused them, so traffic that ends one mode does not
+// start the other at once.
+//
+// Both are averages over batchPeriod windows, not gaps between single
+// wake-ups: a lone stream's packet, its ACK and the ACKACK arrive close
+// together every few milliseconds, and judged by such gaps a stream that
+// wakes the reactor a few hundred times a second looked busy, ticked 500
+// times a second instead, and paid more than it saved.
+type batcher struct {
+	ticking bool
+	start   time.Time // of the period being counted
+	wakes   int       // wake-ups by datagrams in the period, while listening
+	ticks   int       // ticks in the period
+	found   int       // datagrams the ticks found in the period
+	empty   int       // ticks in a row that found nothing
+}
+
+const (
+	// batchFactor is how many wake-ups one tick must replace, on
+	// average. A tick costs about a wake-up and a system call more:
+	// BenchmarkRelayPaced's even stream, about a wake-up a millisecond,
+	// costs half as much ticking every 2 ms.
+	batchFactor = 1.5
+	// batchPeriod is how many windows the averages span: several of
+	// SRT's 10 ms control cycles at the default window.
+	batchPeriod = 16
+)
+
+// woke counts a wake-up by datagrams while listening, and reports
+// whether to start ticking every window.
+func (b *batcher) woke(now time.Time, window time.Duration) bool {
+	if b.start.IsZero() {
+		b.restart(now)
+	}
+	b.wakes++
+	elapsed := now.Sub(b.start)
+	if elapsed < batchPeriod*window {
+		return false
+	}
+	busy := float64(b.wakes)*float64(window) >= batchFactor*float64(elapsed)
+	b.restart(now)
+	if busy {
+		b.ticking = true
+	}
+	return busy
+}
+
+// ticked counts a tick that found n datagrams, and reports whether to go
+// on ticking. Two ticks in a row that find nothing end batching at once:
+// the traffic has stopped.
+func (b *batcher) ticked(now time.Time, window time.Duration, n int) bool {
+	b.ticks++
+	b.found += n
+	if b.empty++; n > 0 {
+		b.empty = 0
+	}
+	if b.empty >= 2 {
+		b.stop(now)
+		return false
+	}
+	if now.Sub(b.start) < batchPeriod*window {
+		return true
+	}
+	if float64(b.found) < batchFactor*float64(b.ticks) {
+		b.stop(now)
+		return false
+	}
+	b.restart(now)
+	return true
+}
+
+// stop goes back to listening, for whatever reason the reactor has.
+func (b *batcher) stop(now time.Time) {
+	b.ticking = false
+	b.restart(now)
+}
+
+func (b *batcher) restart(now time.Time) {
+	b.start, b.wakes, b.ticks, b.found, b.empty = now, 0, 0, 0, 0
+}
