@@ -343,8 +343,6 @@ type reactor struct {
 	running bool
 	epfd    int // the sockets and the eventfd
 	gatefd  int // holds epfd and tickfd: in Go's netpoller
-	gate    *os.File
-	gaterc  syscall.RawConn
 	tickfd  int // a timerfd
 	wakefd  int
 	adds    []*relayPair
@@ -477,7 +475,7 @@ func (r *reactor) start() (err error) {
 			return fmt.Errorf("epoll_ctl: %w", err)
 		}
 	}
-	r.epfd, r.tickfd, r.wakefd, r.gatefd, r.gate, r.gaterc = epfd, tickfd, wakefd, gatefd, gate, rc
+	r.epfd, r.tickfd, r.wakefd, r.gatefd = epfd, tickfd, wakefd, gatefd
 	r.running = true
 	if r.pairs == nil {
 		r.pairs = make(map[uint32]*relayPair)
@@ -485,7 +483,7 @@ func (r *reactor) start() (err error) {
 		r.in, r.out = newRecvBatch(), newSendBatch()
 		r.events = make([]unix.EpollEvent, 128)
 	}
-	go r.loop()
+	go r.loop(gate, rc)
 	return nil
 }
 
@@ -527,68 +525,86 @@ func rawRead(fd int) bool {
 	return e == 0 && n == 8
 }
 
-func (r *reactor) loop() {
+// loop relays until the reactor has no sessions left. All of it runs
+// inside one RawConn.Read of the gate: each call of step handles one
+// wake-up and returns false to wait for the next. One Read for the whole
+// life of the loop matters. Read forgets, before its first call, the
+// readiness the netpoller noted meanwhile, so a Read per wake-up had to
+// look at the set once more before parking, in case a datagram came in
+// between, and that look usually found nothing: a system call per
+// wake-up for nothing. Within one Read the netpoller keeps what arrives
+// while step runs, and step looks at the set only when woken.
+func (r *reactor) loop(gate *os.File, rc syscall.RawConn) {
+	defer gate.Close() // not inside Read: Close waits for it to return
 	var (
-		b     batcher
-		every time.Duration // the timer's period while ticking
-		n     int
+		b       batcher
+		every   time.Duration // the timer's period while ticking
+		stopped bool
 	)
-	// What wakes the loop: the set having something ready, or a tick.
-	// Method values and closures allocate: made once, not per wake-up.
-	ready := func(uintptr) bool {
-		n = r.poll()
-		return n > 0
-	}
-	ticked := func(uintptr) bool { return rawRead(r.tickfd) }
-	for {
-		woken := ready
+	// A method value or closure made per wake-up would allocate.
+	step := func(uintptr) bool {
+		n := 0
 		if b.ticking {
-			woken = ticked
-		}
-		if err := r.gaterc.Read(woken); err != nil {
-			// start checked that the netpoller takes the gate, and
-			// only this loop closes it: this cannot happen. Should it,
-			// end the sessions rather than leave them without a relay.
-			for _, p := range r.pairs {
-				p.s.End(EndStopped, fmt.Errorf("relay: waiting on the epoll set: %w", err))
+			if !rawRead(r.tickfd) {
+				return false // woken by a datagram that came before the set was silenced
 			}
-			n = 0
-		}
-		if b.ticking {
 			r.ticks.Add(1)
 			n = r.poll()
 		} else {
+			if n = r.poll(); n == 0 {
+				return false
+			}
 			r.wakes.Add(1)
 		}
-		r.flooded, r.moved = false, 0
-		if !r.dispatch(n) {
-			return
-		}
-		// Batching is off while a session asked for none, and while a
-		// socket fills a whole batch in one read: datagrams then come
-		// faster than wake-ups, and waiting would only fill socket
-		// buffers.
-		if r.window <= 0 || r.flooded {
-			if b.ticking {
-				b.stop(time.Now())
-				r.stopTicking()
+		stopped = !r.relay(&b, &every, n)
+		return stopped
+	}
+	for !stopped {
+		if err := rc.Read(step); err != nil && !stopped {
+			// start checked that the netpoller takes the gate, and only
+			// this loop closes it: this cannot happen. Should it, end
+			// the sessions rather than leave them without a relay.
+			for _, p := range r.pairs {
+				p.s.End(EndStopped, fmt.Errorf("relay: waiting on the epoll set: %w", err))
 			}
-			continue
-		}
-		switch now := time.Now(); {
-		case b.ticking:
-			if !b.ticked(now, r.window, r.moved) {
-				r.stopTicking()
-			} else if every != r.window { // sessions came or went
-				every = r.window
-				r.tick(every)
-			}
-		case b.woke(now, r.window):
-			every = r.window
-			r.listen(false)
-			r.tick(every)
+			stopped = !r.dispatch(0)
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// relay handles one wake-up, by datagrams or a tick, that found n
+// events, and decides whether to batch from here on. It reports false
+// when the reactor has stopped.
+func (r *reactor) relay(b *batcher, every *time.Duration, n int) bool {
+	r.flooded, r.moved = false, 0
+	if !r.dispatch(n) {
+		return false
+	}
+	// Batching is off while a session asked for none, and while a
+	// socket fills a whole batch in one read: datagrams then come
+	// faster than wake-ups, and waiting would only fill socket buffers.
+	if r.window <= 0 || r.flooded {
+		if b.ticking {
+			b.stop(time.Now())
+			r.stopTicking()
+		}
+		return true
+	}
+	switch now := time.Now(); {
+	case b.ticking:
+		if !b.ticked(now, r.window, r.moved) {
+			r.stopTicking()
+		} else if *every != r.window { // sessions came or went
+			*every = r.window
+			r.tick(*every)
+		}
+	case b.woke(now, r.window):
+		*every = r.window
+		r.listen(false)
+		r.tick(*every)
+	}
+	return true
 }
 
 // stopTicking goes back to listening to the set.
@@ -656,8 +672,7 @@ func (r *reactor) apply() bool {
 	if len(r.pairs) > 0 || len(r.adds) > 0 || len(r.removes) > 0 || r.pending.Load() {
 		return true
 	}
-	r.running = false
-	r.gate.Close()
+	r.running = false // the loop closes the gate on its way out
 	unix.Close(r.epfd)
 	unix.Close(r.tickfd)
 	unix.Close(r.wakefd)
