@@ -32,6 +32,15 @@ func (c RelayCounters) PerWakeup() float64 {
 	return float64(c.Packets) / float64(c.Wakeups+c.Ticks)
 }
 
+// TimerShare is the part of the relay's wake-ups that were the batch
+// timer's: how much batching engaged.
+func (c RelayCounters) TimerShare() float64 {
+	if c.Wakeups+c.Ticks == 0 {
+		return 0
+	}
+	return float64(c.Ticks) / float64(c.Wakeups+c.Ticks)
+}
+
 // RelayCounters scrapes the proxy's /metrics.
 func (p *Proxy) RelayCounters(ctx context.Context) (RelayCounters, error) {
 	var c RelayCounters

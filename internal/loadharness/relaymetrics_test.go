@@ -37,7 +37,10 @@ caddy_layer4_srt_relay_wakeups_total{cause="timer"} 250
 	if w := got.Sub(RelayCounters{Packets: 567, Wakeups: 0, Ticks: 0}).PerWakeup(); w != 1235000.0/5250 {
 		t.Errorf("per wake-up = %v", w)
 	}
-	if (RelayCounters{Packets: 10}).PerWakeup() != 0 {
+	if s := got.TimerShare(); s != 250.0/5250 {
+		t.Errorf("timer share = %v", s)
+	}
+	if (RelayCounters{Packets: 10}).PerWakeup() != 0 || (RelayCounters{Packets: 10}).TimerShare() != 0 {
 		t.Errorf("a relay that never woke moved packets per wake-up")
 	}
 }

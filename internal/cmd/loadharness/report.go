@@ -67,7 +67,7 @@ func printStreams(w io.Writer, title string, l lh.StreamLoad, rs []*lh.StreamRes
 			cpu, perGB, rss, peak = fmt.Sprintf("%.2f", r.ProxyCPU.Seconds()), fmt.Sprintf("%.2f", cpuPerGB(r)), mib(r.ProxyRSS), mib(r.PeakRSS)
 		}
 		if w := r.Relay.PerWakeup(); w > 0 {
-			perWake = fmt.Sprintf("%.2f", w)
+			perWake = fmt.Sprintf("%.2f (%.0f%% timer)", w, 100*r.Relay.TimerShare())
 		}
 		fmt.Fprintf(tw, "%s\t%d/%d\t%d\t%.4f%%\t%d\t%d\t%d\t%d\t%d\t%.0f%%\t%s\t%s\t%s\t%s\t%s\n", r.Path, r.Connected, r.Streams, r.Sent,
 			100*float64(r.Unique())/float64(max(r.Sent, 1)), lost(r), r.Late, r.Sender.Retrans, r.RecvLoss, r.UDPDrops, r.MachineIdle, cpu, perGB, perWake, rss, peak)
@@ -82,7 +82,8 @@ func printStreams(w io.Writer, title string, l lh.StreamLoad, rs []*lh.StreamRes
 	fmt.Fprintln(w, "  RETRANS = the publishers' own retransmission counters; RECV-LOSS = gaps the origin's SRT receiver detected;")
 	fmt.Fprintln(w, "  UDP DROPS = datagrams the kernel dropped for full receive buffers, machine-wide, during the run;")
 	fmt.Fprintln(w, "  IDLE = machine CPU left idle during the run (near 0%: the machine, not the path, was the limit);")
-	fmt.Fprintln(w, "  PKTS/WAKE = datagrams the plugin's session-socket relay moved per wake-up, by datagrams or its batch timer")
+	fmt.Fprintln(w, "  PKTS/WAKE = datagrams the plugin's session-socket relay moved per wake-up, by datagrams or its batch timer",
+		"(timer: the share of wake-ups that were the batch timer's)")
 	l4, haveL4 := findPath(rs, lh.L4Proxy, func(r *lh.StreamResult) lh.Path { return r.Path })
 	for _, p := range pluginPaths {
 		r, ok := findPath(rs, p, func(r *lh.StreamResult) lh.Path { return r.Path })
