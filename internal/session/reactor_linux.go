@@ -121,6 +121,10 @@ const (
 type rawSock struct {
 	mu sync.RWMutex
 	fd int // -1 once closed
+
+	// gsoErr is why the route refused a segmented batch: from then on
+	// the reactor sends datagram by datagram. Owned by the reactor.
+	gsoErr error
 }
 
 var errReactorOwned = errors.New("session: socket is read by the reactor")
@@ -267,7 +271,8 @@ type reactor struct {
 	windows map[time.Duration]int // sessions by batch window
 	pairs   map[uint32]*relayPair
 	nextKey uint32
-	in, out *batch
+	in      *recvBatch
+	out     *sendBatch
 	events  []unix.EpollEvent
 }
 
@@ -685,8 +690,14 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 			r.out.k = 0
 			return
 		}
-		if err := r.out.send(dst.fd); err != nil && !s.ended() {
+		gso := dst.gsoErr == nil
+		if err := r.out.send(dst); err != nil && !s.ended() {
 			s.Logger.Debug("relaying", zap.String("session", s.ID), zap.Bool("to_caller", fromUpstream), zap.Error(err))
+		}
+		if gso && dst.gsoErr != nil {
+			s.Logger.Info("relaying without UDP segmentation offload: the route refused it",
+				zap.String("session", s.ID), zap.Stringer("caller", s.Caller), zap.String("upstream", s.UpstreamAddr),
+				zap.Bool("to_caller", fromUpstream), zap.Error(dst.gsoErr))
 		}
 		if shutdown {
 			if fromUpstream {
