@@ -269,8 +269,7 @@ type reactor struct {
 	flooded bool                  // a socket filled a whole batch this wake-up
 	moved   int                   // datagrams read this wake-up
 	windows map[time.Duration]int // sessions by batch window
-	pairs   map[uint32]*relayPair
-	nextKey uint32
+	pairs   pairTable
 	in      *recvBatch
 	out     *sendBatch
 	events  []unix.EpollEvent
@@ -390,8 +389,7 @@ func (r *reactor) start() (err error) {
 	}
 	r.epfd, r.tickfd, r.wakefd, r.gatefd = epfd, tickfd, wakefd, gatefd
 	r.running = true
-	if r.pairs == nil {
-		r.pairs = make(map[uint32]*relayPair)
+	if r.windows == nil {
 		r.windows = make(map[time.Duration]int)
 		r.in, r.out = newRecvBatch(), newSendBatch()
 		r.events = make([]unix.EpollEvent, 128)
@@ -477,8 +475,10 @@ func (r *reactor) loop(gate *os.File, rc syscall.RawConn) {
 			// start checked that the netpoller takes the gate, and only
 			// this loop closes it: this cannot happen. Should it, end
 			// the sessions rather than leave them without a relay.
-			for _, p := range r.pairs {
-				p.s.End(EndStopped, fmt.Errorf("relay: waiting on the epoll set: %w", err))
+			for _, p := range r.pairs.slots {
+				if p != nil {
+					p.s.End(EndStopped, fmt.Errorf("relay: waiting on the epoll set: %w", err))
+				}
 			}
 			stopped = !r.dispatch(0)
 			time.Sleep(10 * time.Millisecond)
@@ -537,7 +537,7 @@ func (r *reactor) dispatch(n int) bool {
 			rawRead(r.wakefd)
 			continue
 		}
-		if p := r.pairs[key]; p != nil {
+		if p := r.pairs.get(key); p != nil {
 			r.pump(p, ev.Pad == 1)
 		}
 	}
@@ -569,7 +569,7 @@ func (r *reactor) apply() bool {
 		if p.key != 0 {
 			_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, p.caller.fd, nil)
 			_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, p.upstream.fd, nil)
-			delete(r.pairs, p.key)
+			r.pairs.drop(p.key)
 			p.key = 0
 			r.countWindow(p.s.BatchWindow, -1)
 		}
@@ -582,7 +582,7 @@ func (r *reactor) apply() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.load -= len(removes)
-	if len(r.pairs) > 0 || len(r.adds) > 0 || len(r.removes) > 0 || r.pending.Load() {
+	if r.pairs.n > 0 || len(r.adds) > 0 || len(r.removes) > 0 || r.pending.Load() {
 		return true
 	}
 	r.running = false // the loop closes the gate on its way out
@@ -593,24 +593,19 @@ func (r *reactor) apply() bool {
 }
 
 func (r *reactor) register(p *relayPair) error {
-	for {
-		r.nextKey++
-		if r.nextKey != wakeKey && r.pairs[r.nextKey] == nil {
-			break
-		}
-	}
-	key := r.nextKey
+	key := r.pairs.put(p)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(key), Pad: 0}
 	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, p.caller.fd, &ev); err != nil {
+		r.pairs.drop(key)
 		return fmt.Errorf("epoll_ctl caller socket: %w", err)
 	}
 	ev.Pad = 1
 	if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, p.upstream.fd, &ev); err != nil {
 		_ = unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, p.caller.fd, nil)
+		r.pairs.drop(key)
 		return fmt.Errorf("epoll_ctl upstream socket: %w", err)
 	}
 	p.key = key
-	r.pairs[key] = p
 	r.countWindow(p.s.BatchWindow, 1)
 	return nil
 }
