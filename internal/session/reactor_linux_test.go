@@ -14,11 +14,12 @@ import (
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
-// reactorLoops counts the reactor goroutines running.
+// reactorLoops counts the reactor goroutines running: the loop's own
+// frame, once a goroutine, not the closures it runs.
 func reactorLoops() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "session.(*reactor).loop")
+	return strings.Count(string(buf), "session.(*reactor).loop(")
 }
 
 // reactorTicks counts the batch timer's wake-ups of every reactor.
