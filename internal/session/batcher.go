@@ -56,15 +56,20 @@ func (b *batcher) woke(now time.Time, window time.Duration) bool {
 }
 
 // ticked counts a tick that found n datagrams, and reports whether to go
-// on ticking. Two ticks in a row that find nothing end batching at once:
-// the traffic has stopped.
+// on ticking. A period of ticks in a row that find nothing ends batching
+// whatever the average: the traffic has stopped. Fewer empty ticks do
+// not. Streams started together keep in step, and their packets, ACKs
+// and ACKACKs arrive in clusters every 10 ms with empty ticks between:
+// ending at two empty ticks stopped batching for such traffic several
+// times a second, and 10 gosrt streams spent nine wake-ups in ten
+// listening (make load).
 func (b *batcher) ticked(now time.Time, window time.Duration, n int) bool {
 	b.ticks++
 	b.found += n
 	if b.empty++; n > 0 {
 		b.empty = 0
 	}
-	if b.empty >= 2 {
+	if b.empty >= batchPeriod {
 		b.stop(now)
 		return false
 	}
@@ -81,10 +86,11 @@ func (b *batcher) ticked(now time.Time, window time.Duration, n int) bool {
 
 // stop goes back to listening, for whatever reason the reactor has.
 func (b *batcher) stop(now time.Time) {
-	b.ticking = false
+	b.ticking, b.empty = false, 0
 	b.restart(now)
 }
 
+// restart begins a new period. A run of empty ticks goes on across it.
 func (b *batcher) restart(now time.Time) {
-	b.start, b.wakes, b.ticks, b.found, b.empty = now, 0, 0, 0, 0
+	b.start, b.wakes, b.ticks, b.found = now, 0, 0, 0
 }

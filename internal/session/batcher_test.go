@@ -91,21 +91,28 @@ func TestBatcher(t *testing.T) {
 				}
 			}
 		}},
-		{"two empty ticks end batching at once", func(t *testing.T, b *batcher, now *time.Time) {
+		{"a period of empty ticks ends batching", func(t *testing.T, b *batcher, now *time.Time) {
 			feed(b, now, w, w/4, 1, 5*batchPeriod)
+			// A busy start to the period keeps its average up: only the
+			// run of empty ticks can end it.
+			feed(b, now, w, w, 40, 1)
 			if !b.ticking {
 				t.Fatal("not ticking")
 			}
-			if got := feed(b, now, w, w, 0, 2); !got[0] || got[1] {
-				t.Fatalf("ticking after one and two empty ticks: %v, want [true false]", got)
+			got := feed(b, now, w, w, 0, batchPeriod)
+			if !got[batchPeriod-2] || last(got) {
+				t.Fatalf("ticking after %d and %d empty ticks: %v, %v; want true, false", batchPeriod-1, batchPeriod, got[batchPeriod-2], last(got))
 			}
 		}},
-		{"one empty tick in a burst pattern does not", func(t *testing.T, b *batcher, now *time.Time) {
+		{"empty ticks between clusters do not", func(t *testing.T, b *batcher, now *time.Time) {
+			// Ten streams in step: every 10 ms a cluster of packets in
+			// one tick, their ACKs in the next, then three empty ticks.
 			feed(b, now, w, w/4, 1, 5*batchPeriod)
 			for range 10 * batchPeriod {
-				feed(b, now, w, w, 0, 1)
-				if !last(feed(b, now, w, w, 8, 1)) {
-					t.Fatal("stopped ticking though every other tick found eight datagrams")
+				feed(b, now, w, w, 20, 1)
+				feed(b, now, w, w, 10, 1)
+				if !last(feed(b, now, w, w, 0, 3)) {
+					t.Fatal("stopped ticking between clusters")
 				}
 			}
 		}},
