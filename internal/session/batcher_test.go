@@ -14,7 +14,7 @@ func feed(b *batcher, now *time.Time, window time.Duration, every time.Duration,
 		if b.ticking {
 			b.ticked(*now, window, found)
 		} else {
-			b.woke(*now, window)
+			b.woke(*now, window, found)
 		}
 		ticking = append(ticking, b.ticking)
 	}
@@ -22,6 +22,18 @@ func feed(b *batcher, now *time.Time, window time.Duration, every time.Duration,
 }
 
 func last(v []bool) bool { return v[len(v)-1] }
+
+// batchUp feeds wake-ups every gap, each serving served datagrams, until
+// the batcher ticks.
+func batchUp(t *testing.T, b *batcher, now *time.Time, window, gap time.Duration, served int) {
+	t.Helper()
+	for range 10 * batchPeriod * int(window/gap) {
+		if last(feed(b, now, window, gap, served, 1)) {
+			return
+		}
+	}
+	t.Fatalf("not ticking after ten periods of wake-ups every %v", gap)
+}
 
 // gapFor is the gap between wake-ups that makes perWindow of them a window.
 func gapFor(window time.Duration, perWindow float64) time.Duration {
@@ -88,6 +100,22 @@ func TestBatcher(t *testing.T) {
 			for _, on := range feed(b, now, w, w, 1, 10*batchPeriod) {
 				if on {
 					t.Fatal("ticking again")
+				}
+			}
+		}},
+		{"ticks that replace too few wake-ups end batching", func(t *testing.T, b *batcher, now *time.Time) {
+			// Listening, two wake-ups a window, three datagrams each.
+			batchUp(t, b, now, w, w/2, 3)
+			// A tick that finds four replaces one and a third.
+			if last(feed(b, now, w, w, 4, batchPeriod+1)) {
+				t.Fatal("still ticking after a period of ticks that each replaced 4/3 wake-ups")
+			}
+		}},
+		{"ticks that replace enough wake-ups go on", func(t *testing.T, b *batcher, now *time.Time) {
+			batchUp(t, b, now, w, w/2, 3)
+			for _, on := range feed(b, now, w, w, 5, 10*batchPeriod) {
+				if !on {
+					t.Fatal("stopped ticking while each tick replaced 5/3 wake-ups")
 				}
 			}
 		}},

@@ -512,7 +512,7 @@ func (r *reactor) relay(b *batcher, every *time.Duration, n int) bool {
 			*every = r.window
 			r.tick(*every)
 		}
-	case b.woke(now, r.window):
+	case b.woke(now, r.window, r.moved):
 		*every = r.window
 		r.listen(false)
 		r.tick(*every)
