@@ -266,7 +266,7 @@ type reactor struct {
 
 	// Owned by the loop goroutine.
 	window  time.Duration         // the smallest batch window of its sessions
-	flooded bool                  // a socket filled a whole batch this wake-up
+	flooded bool                  // a socket had more than one wake-up takes (pumpRounds batches)
 	moved   int                   // datagrams read this wake-up
 	windows map[time.Duration]int // sessions by batch window
 	pairs   pairTable
@@ -495,8 +495,16 @@ func (r *reactor) relay(b *batcher, every *time.Duration, n int) bool {
 		return false
 	}
 	// Batching is off while a session asked for none, and while a
-	// socket fills a whole batch in one read: datagrams then come
-	// faster than wake-ups, and waiting would only fill socket buffers.
+	// socket has more queued than a wake-up takes from it: datagrams
+	// then come faster than ticks can drain them, and waiting would
+	// only fill socket buffers. Anything less is no reason: a busy
+	// machine batches better than it listens, since every wake-up
+	// costs, and a whole batch in one read is what batching is for.
+	// (At 100 streams of 2 Mbit/s, more than this 2-core machine can
+	// carry, ending batching at one full batch left the relay
+	// listening for 96-98% of its wake-ups, and in three rounds of
+	// three the streams lost half their packets or more; batching
+	// through, two rounds of three lost 2% or less.)
 	if r.window <= 0 || r.flooded {
 		if b.ticking {
 			b.stop(time.Now())
@@ -643,7 +651,6 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 		}
 		k, err := r.in.recv(src.fd)
 		r.moved += k
-		r.flooded = r.flooded || k == batchSize
 		if err != nil {
 			switch err {
 			case unix.EAGAIN, unix.EINTR:
@@ -706,4 +713,5 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 			return
 		}
 	}
+	r.flooded = true // still more: the socket is read again at once
 }
