@@ -39,7 +39,7 @@ const (
 	// DefaultBatchWindow is a fifth of SRT's own 10 ms control clock, so
 	// what a datagram may wait is lost in the timing of the peers' ACKs
 	// and retransmissions. A relay batches only when datagrams wake it
-	// more than once a window (session.batchFactor): several streams'
+	// 1.5 times a window or more (session.batchFactor): several streams'
 	// worth; a lone 10 Mbit/s stream wakes it a few hundred times a
 	// second (make load).
 	DefaultBatchWindow = 2 * time.Millisecond
