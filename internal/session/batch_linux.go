@@ -67,14 +67,14 @@ type sendBatch struct {
 	msgs  [batchSize]mmsghdr
 	iovs  [batchSize]unix.Iovec // one per datagram queued, in order
 	first [batchSize]int        // the datagram each message starts at
-	ctrl  [batchSize][gsoCmsgSpace]byte
+	ctrl  [batchSize][gsoCmsgRoom]byte
 	k     int // datagrams queued
 }
 
 const (
-	// gsoCmsgSpace is unix.CmsgSpace(2): a control message holding the
-	// uint16 segment size.
-	gsoCmsgSpace = unix.SizeofCmsghdr + 8
+	// gsoCmsgRoom holds a control message with the uint16 segment size:
+	// at least unix.CmsgSpace(2), which is not a constant.
+	gsoCmsgRoom = unix.SizeofCmsghdr + 8
 	// gsoMaxBytes bounds a segmented message below what one IP packet
 	// can carry (65507 bytes of UDP payload over IPv4).
 	gsoMaxBytes = 60000
@@ -138,6 +138,9 @@ func (b *sendBatch) build(from int, gso bool) int {
 	}
 	return m
 }
+
+// gsoCmsgSpace is the length of the segment-size control message.
+var gsoCmsgSpace = unix.CmsgSpace(2)
 
 // sendmmsg is the system call; tests replace it to make the kernel
 // refuse what they need refused.

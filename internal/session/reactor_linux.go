@@ -106,12 +106,15 @@ func pickReactor() *reactor {
 const (
 	// batchSize is how many datagrams one recvmmsg or sendmmsg moves.
 	batchSize = 32
-	// pumpRounds bounds the batches taken from one socket per wake-up, so
-	// that one flooding sender cannot starve the others; epoll is level
-	// triggered and reports the socket again.
+	// pumpRounds bounds the batches taken from one socket per look at the
+	// set, so that one flooding sender cannot starve the others; the loop
+	// looks again before it waits, and the level-triggered set reports
+	// the socket again.
 	pumpRounds = 4
 	// wakeKey marks the reactor's eventfd in the epoll set.
 	wakeKey = 0
+	// eventsPerLook is how many ready sockets one epoll_pwait returns.
+	eventsPerLook = 128
 )
 
 // rawSock is a UDP socket, connected to its peer, owned by a reactor.
@@ -265,14 +268,15 @@ type reactor struct {
 	wakes, ticks atomic.Uint64 // wake-ups for datagrams, for the batch timer
 
 	// Owned by the loop goroutine.
-	window  time.Duration         // the smallest batch window of its sessions
-	flooded bool                  // a socket had more than one wake-up takes (pumpRounds batches)
-	moved   int                   // datagrams read this wake-up
-	windows map[time.Duration]int // sessions by batch window
-	pairs   pairTable
-	in      *recvBatch
-	out     *sendBatch
-	events  []unix.EpollEvent
+	window    time.Duration         // the smallest batch window of its sessions
+	flooded   bool                  // a socket filled pumpRounds batches this wake-up
+	undrained bool                  // a socket may hold more than this wake-up took
+	moved     int                   // datagrams read this wake-up
+	windows   map[time.Duration]int // sessions by batch window
+	pairs     pairTable
+	in        *recvBatch
+	out       *sendBatch
+	events    []unix.EpollEvent
 }
 
 // add hands a pair to the reactor, starting it if it is not running.
@@ -392,7 +396,7 @@ func (r *reactor) start() (err error) {
 	if r.windows == nil {
 		r.windows = make(map[time.Duration]int)
 		r.in, r.out = newRecvBatch(), newSendBatch()
-		r.events = make([]unix.EpollEvent, 128)
+		r.events = make([]unix.EpollEvent, eventsPerLook)
 	}
 	go r.loop(gate, rc)
 	return nil
@@ -438,7 +442,8 @@ func rawRead(fd int) bool {
 
 // loop relays until the reactor has no sessions left. All of it runs
 // inside one RawConn.Read of the gate: each call of step handles one
-// wake-up and returns false to wait for the next. One Read for the whole
+// wake-up, looking at the set until it has taken all there was, and
+// returns false to wait for the next. One Read for the whole
 // life of the loop matters. Read forgets, before its first call, the
 // readiness the netpoller noted meanwhile, so a Read per wake-up had to
 // look at the set once more before parking, in case a datagram came in
@@ -467,8 +472,21 @@ func (r *reactor) loop(gate *os.File, rc syscall.RawConn) {
 			}
 			r.wakes.Add(1)
 		}
-		stopped = !r.relay(&b, &every, n)
-		return stopped
+		for {
+			if stopped = !r.relay(&b, &every, n); stopped {
+				return true
+			}
+			// The set is level-triggered: what this look left behind
+			// (more ready sockets than it returned, a socket with more
+			// than pumpRounds batches) would wake nobody. Ticking, the
+			// next tick takes it.
+			if b.ticking || (!r.undrained && n < len(r.events)) {
+				return false
+			}
+			if n = r.poll(); n == 0 {
+				return false
+			}
+		}
 	}
 	for !stopped {
 		if err := rc.Read(step); err != nil && !stopped {
@@ -490,7 +508,7 @@ func (r *reactor) loop(gate *os.File, rc syscall.RawConn) {
 // events, and decides whether to batch from here on. It reports false
 // when the reactor has stopped.
 func (r *reactor) relay(b *batcher, every *time.Duration, n int) bool {
-	r.flooded, r.moved = false, 0
+	r.flooded, r.undrained, r.moved = false, false, 0
 	if !r.dispatch(n) {
 		return false
 	}
@@ -641,6 +659,7 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 	if fromUpstream {
 		src, dst = p.upstream, p.caller
 	}
+	full := false // the last read filled a whole batch
 	for range pumpRounds {
 		if s.ended() {
 			// Its sockets close when the reactor applies the removal;
@@ -651,6 +670,7 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 		}
 		k, err := r.in.recv(src.fd)
 		r.moved += k
+		full = k == batchSize
 		if err != nil {
 			switch err {
 			case unix.EAGAIN, unix.EINTR:
@@ -713,5 +733,7 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 			return
 		}
 	}
-	r.flooded = true // still more: the socket is read again at once
+	// Rounds used up: the loop looks at the set again before it waits.
+	r.undrained = true
+	r.flooded = r.flooded || full
 }

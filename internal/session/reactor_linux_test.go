@@ -311,3 +311,100 @@ func TestReactorEndRacesStart(t *testing.T) {
 	waitFor(t, "the reactor loops to stop", func() bool { return reactorLoops() == 0 })
 	waitFor(t, "descriptors to close", func() bool { return openFDs(t) <= fdsBefore })
 }
+
+// holdReactors keeps the running reactors' loops from relaying until the
+// returned func is called: woken, each loop waits for its mu before it
+// looks at the set again, and datagrams sent meanwhile are all queued
+// when it does.
+func holdReactors(t *testing.T) (release func()) {
+	t.Helper()
+	var held []*reactor
+	for _, r := range allReactors() {
+		r.mu.Lock()
+		if !r.running {
+			r.mu.Unlock()
+			continue
+		}
+		r.wake()
+		held = append(held, r)
+	}
+	time.Sleep(20 * time.Millisecond) // for the loops to reach apply
+	return func() {
+		for _, r := range held {
+			r.mu.Unlock()
+		}
+	}
+}
+
+// A look at the set that leaves work behind (more ready sockets than one
+// epoll_pwait returns, or a socket holding more than pumpRounds batches)
+// looks again before waiting: the set is level-triggered, and nothing new
+// would wake the loop for what is already queued.
+func TestReactorLeavesNothingQueued(t *testing.T) {
+	waitFor(t, "earlier reactor loops to stop", func() bool { return reactorLoops() == 0 })
+	data := func(seq uint32) []byte { return wire.Header{Seq: seq, DestSocket: 0x2222}.Append(nil) }
+
+	t.Run("more ready sockets than a look returns", func(t *testing.T) {
+		reg := NewRegistry()
+		ends := make([]relayEnds, len(allReactors())*(eventsPerLook+40))
+		for i := range ends {
+			ends[i] = startRelayed(t, reg, 0, 0)
+		}
+		release := holdReactors(t)
+		for i, e := range ends {
+			if _, err := e.caller.Write(data(uint32(i))); err != nil {
+				release()
+				t.Fatal(err)
+			}
+		}
+		release()
+		for i, e := range ends {
+			if got := readDatagram(t, e.upstream); !bytes.Equal(got, data(uint32(i))) {
+				t.Fatalf("session %d: got %x", i, got)
+			}
+		}
+		for _, e := range ends {
+			e.s.Kick()
+			e.s.Wait()
+		}
+	})
+
+	t.Run("more datagrams on one socket than a wake-up takes", func(t *testing.T) {
+		reg := NewRegistry()
+		callerEnd, link := pipe(t)
+		upstreamEnd, up := pipe(t)
+		defer callerEnd.Close()
+		defer upstreamEnd.Close()
+		for _, c := range []*net.UDPConn{link, upstreamEnd} {
+			if err := c.SetReadBuffer(4 << 20); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := New(Config{
+			Caller:         netip.MustParseAddrPort(callerEnd.LocalAddr().String()),
+			CallerSocket:   0x1111,
+			Upstream:       up,
+			UpstreamAddr:   upstreamEnd.LocalAddr().String(),
+			UpstreamSocket: 0x2222,
+			IdleTimeout:    time.Minute,
+		})
+		if err := s.Start(reg, link, true); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { s.Kick(); s.Wait() }()
+		const count = 3*pumpRounds*batchSize + 10
+		release := holdReactors(t)
+		for i := range count {
+			if _, err := callerEnd.Write(data(uint32(i))); err != nil {
+				release()
+				t.Fatal(err)
+			}
+		}
+		release()
+		for i := range count {
+			if got := readDatagram(t, upstreamEnd); !bytes.Equal(got, data(uint32(i))) {
+				t.Fatalf("datagram %d: got %x", i, got)
+			}
+		}
+	})
+}
