@@ -270,7 +270,7 @@ type reactor struct {
 	// Owned by the loop goroutine.
 	window    time.Duration         // the smallest batch window of its sessions
 	flooded   bool                  // a socket filled pumpRounds batches this wake-up
-	undrained bool                  // a socket may hold more than this wake-up took
+	undrained bool                  // a socket may hold more than this look took
 	moved     int                   // datagrams read this wake-up
 	windows   map[time.Duration]int // sessions by batch window
 	pairs     pairTable
@@ -442,9 +442,8 @@ func rawRead(fd int) bool {
 
 // loop relays until the reactor has no sessions left. All of it runs
 // inside one RawConn.Read of the gate: each call of step handles one
-// wake-up, looking at the set until it has taken all there was, and
-// returns false to wait for the next. One Read for the whole
-// life of the loop matters. Read forgets, before its first call, the
+// wake-up (see relay) and returns false to wait for the next. One Read
+// for the whole life of the loop matters. Read forgets, before its first call, the
 // readiness the netpoller noted meanwhile, so a Read per wake-up had to
 // look at the set once more before parking, in case a datagram came in
 // between, and that look usually found nothing: a system call per
@@ -472,21 +471,8 @@ func (r *reactor) loop(gate *os.File, rc syscall.RawConn) {
 			}
 			r.wakes.Add(1)
 		}
-		for {
-			if stopped = !r.relay(&b, &every, n); stopped {
-				return true
-			}
-			// The set is level-triggered: what this look left behind
-			// (more ready sockets than it returned, a socket with more
-			// than pumpRounds batches) would wake nobody. Ticking, the
-			// next tick takes it.
-			if b.ticking || (!r.undrained && n < len(r.events)) {
-				return false
-			}
-			if n = r.poll(); n == 0 {
-				return false
-			}
-		}
+		stopped = !r.relay(&b, &every, n)
+		return stopped
 	}
 	for !stopped {
 		if err := rc.Read(step); err != nil && !stopped {
@@ -504,13 +490,26 @@ func (r *reactor) loop(gate *os.File, rc syscall.RawConn) {
 	}
 }
 
-// relay handles one wake-up, by datagrams or a tick, that found n
-// events, and decides whether to batch from here on. It reports false
-// when the reactor has stopped.
+// relay handles one wake-up, by datagrams or a tick, whose look at the
+// set found n events, and decides whether to batch from here on. It
+// looks again until a look takes all there was: the set is
+// level-triggered, and what a look leaves behind (more ready sockets
+// than it returns, a socket with more than pumpRounds batches) would
+// wake nobody, or wait a tick more. It reports false when the reactor
+// has stopped.
 func (r *reactor) relay(b *batcher, every *time.Duration, n int) bool {
-	r.flooded, r.undrained, r.moved = false, false, 0
-	if !r.dispatch(n) {
-		return false
+	r.flooded, r.moved = false, 0
+	for {
+		r.undrained = false
+		if !r.dispatch(n) {
+			return false
+		}
+		if !r.undrained && n < len(r.events) {
+			break
+		}
+		if n = r.poll(); n == 0 {
+			break
+		}
 	}
 	// Batching is off while a session asked for none, and while a
 	// socket has more queued than a wake-up takes from it: datagrams
