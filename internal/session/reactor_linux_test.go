@@ -56,8 +56,23 @@ type relayEnds struct {
 
 func startRelayed(t *testing.T, reg *Registry, substitute uint32, window time.Duration) relayEnds {
 	t.Helper()
+	return startRelayedBuffered(t, reg, substitute, window, 0)
+}
+
+// startRelayedBuffered is startRelayed with readBuffer bytes of receive
+// buffer, when not 0, on the sockets the relay reads and the far
+// upstream end: for tests that queue many datagrams at once.
+func startRelayedBuffered(t *testing.T, reg *Registry, substitute uint32, window time.Duration, readBuffer int) relayEnds {
+	t.Helper()
 	callerEnd, link := pipe(t)
 	upstreamEnd, up := pipe(t)
+	if readBuffer > 0 {
+		for _, c := range []*net.UDPConn{link, up, upstreamEnd} {
+			if err := c.SetReadBuffer(readBuffer); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	s := New(Config{
 		Caller:           netip.MustParseAddrPort(callerEnd.LocalAddr().String()),
 		CallerSocket:     0x1111,
@@ -370,39 +385,19 @@ func TestReactorLeavesNothingQueued(t *testing.T) {
 	})
 
 	t.Run("more datagrams on one socket than a wake-up takes", func(t *testing.T) {
-		reg := NewRegistry()
-		callerEnd, link := pipe(t)
-		upstreamEnd, up := pipe(t)
-		defer callerEnd.Close()
-		defer upstreamEnd.Close()
-		for _, c := range []*net.UDPConn{link, upstreamEnd} {
-			if err := c.SetReadBuffer(4 << 20); err != nil {
-				t.Fatal(err)
-			}
-		}
-		s := New(Config{
-			Caller:         netip.MustParseAddrPort(callerEnd.LocalAddr().String()),
-			CallerSocket:   0x1111,
-			Upstream:       up,
-			UpstreamAddr:   upstreamEnd.LocalAddr().String(),
-			UpstreamSocket: 0x2222,
-			IdleTimeout:    time.Minute,
-		})
-		if err := s.Start(reg, link, true); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { s.Kick(); s.Wait() }()
+		e := startRelayedBuffered(t, NewRegistry(), 0, 0, 4<<20)
+		defer func() { e.s.Kick(); e.s.Wait() }()
 		const count = 3*pumpRounds*batchSize + 10
 		release := holdReactors(t)
 		for i := range count {
-			if _, err := callerEnd.Write(data(uint32(i))); err != nil {
+			if _, err := e.caller.Write(data(uint32(i))); err != nil {
 				release()
 				t.Fatal(err)
 			}
 		}
 		release()
 		for i := range count {
-			if got := readDatagram(t, upstreamEnd); !bytes.Equal(got, data(uint32(i))) {
+			if got := readDatagram(t, e.upstream); !bytes.Equal(got, data(uint32(i))) {
 				t.Fatalf("datagram %d: got %x", i, got)
 			}
 		}
