@@ -464,6 +464,10 @@ func (r *reactor) loop(gate *os.File, rc syscall.RawConn) {
 			if !rawRead(r.tickfd) {
 				return false // woken by a datagram that came before the set was silenced
 			}
+			// A late tick reads as several expirations; it still counts
+			// as one. The batcher weighs what a tick found against what
+			// a wake-up serves, and a late tick cost one wake-up however
+			// many windows it spanned.
 			r.ticks.Add(1)
 			n = r.poll()
 		} else {
