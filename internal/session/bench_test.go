@@ -44,7 +44,7 @@ func benchSession(tb testing.TB, window time.Duration) (caller, upstream *net.UD
 		IdleTimeout:    time.Minute,
 		BatchWindow:    window,
 	})
-	if err := s.Start(NewRegistry(), link, true); err != nil {
+	if err := s.Start(NewRegistry(), link, PathSocket); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {

@@ -76,7 +76,7 @@ func benchmarkRelayPaced(b *testing.B, r relay, burst int) {
 		IdleTimeout:    time.Minute,
 		BatchWindow:    r.window,
 	})
-	if err := s.Start(NewRegistry(), link, true); err != nil {
+	if err := s.Start(NewRegistry(), link, PathSocket); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { s.End(EndStopped, nil); s.Wait() }()

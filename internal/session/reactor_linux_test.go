@@ -83,7 +83,7 @@ func startRelayedBuffered(t *testing.T, reg *Registry, substitute uint32, window
 		IdleTimeout:      time.Minute,
 		BatchWindow:      window,
 	})
-	if err := s.Start(reg, link, true); err != nil {
+	if err := s.Start(reg, link, PathSocket); err != nil {
 		t.Fatal(err)
 	}
 	if s.pair == nil {
@@ -315,7 +315,7 @@ func TestReactorEndRacesStart(t *testing.T) {
 			}
 			s.Kick()
 		}()
-		if err := s.Start(reg, link, true); err != nil {
+		if err := s.Start(reg, link, PathSocket); err != nil {
 			t.Fatal(err)
 		}
 		wg.Wait()

@@ -8,7 +8,6 @@ package session
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -47,11 +46,6 @@ const (
 	EndCallerRestarted  EndReason = "caller_restarted"
 	EndStopped          EndReason = "stopped"
 )
-
-// relayBuf is the read buffer of each relay loop. SRT packets never
-// exceed the MTU (1500 bytes); a longer datagram arrives truncated and was
-// garbage anyway. Small buffers keep an idle session small.
-const relayBuf = 2048
 
 // TakeoverSilence is how long a caller must have been silent before a new
 // handshake from its address (a restarted encoder with a fixed source
@@ -92,39 +86,6 @@ type Config struct {
 	Info any
 }
 
-// Direction counters.
-type counter struct {
-	packets atomic.Uint64
-	bytes   atomic.Uint64
-}
-
-func (c *counter) add(n int) {
-	c.packets.Add(1)
-	c.bytes.Add(uint64(n))
-}
-
-// linkStats holds the measurements of the last full ACK one side sent.
-type linkStats struct {
-	rtt, rttVar, packetRate, byteRate, capacity atomic.Uint32
-	seen                                        atomic.Bool
-}
-
-func (l *linkStats) note(p []byte) {
-	if a, ok := wire.ParseACK(p); ok {
-		l.rtt.Store(a.RTT)
-		l.rttVar.Store(a.RTTVar)
-		l.packetRate.Store(a.PacketRate)
-		l.byteRate.Store(a.ByteRate)
-		l.capacity.Store(a.Capacity)
-		l.seen.Store(true)
-	}
-}
-
-func (l *linkStats) load() (wire.ACK, bool) {
-	return wire.ACK{RTT: l.rtt.Load(), RTTVar: l.rttVar.Load(), PacketRate: l.packetRate.Load(),
-		ByteRate: l.byteRate.Load(), Capacity: l.capacity.Load()}, l.seen.Load()
-}
-
 // Stats is a snapshot of a session's traffic.
 type Stats struct {
 	FromCaller, FromUpstream           uint64 // packets
@@ -146,8 +107,8 @@ type Session struct {
 	ID      string
 	Started time.Time
 
-	link     atomic.Pointer[linkRef]
-	fastPath bool
+	link atomic.Pointer[linkRef]
+	path Path
 	// up is what the session writes to the upstream through: Upstream,
 	// or the reactor's copy of it.
 	up     Link
@@ -202,25 +163,28 @@ func New(cfg Config) *Session {
 }
 
 // Start registers the session, sends the caller its Response, and starts
-// relaying. With fastPath, link
-// is the session's own socket connected to the caller, and a reactor
-// relays both sockets (see reactor_linux.go), or failing that a goroutine
-// per direction; the session then owns link and Upstream. Otherwise the
-// caller must run ServeLink(link) until it returns.
-func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
+// relaying. With want PathSocket, link is the session's own socket
+// connected to the caller: the reactor relays both sockets (see
+// reactor_linux.go), or failing that a goroutine per direction; the
+// session then owns link and Upstream. With PathListener, the caller must
+// run ServeLink(link) until it returns. Path says what Start chose.
+func (s *Session) Start(reg *Registry, link Link, want Path) error {
 	s.registry = reg
-	s.fastPath = fastPath
+	s.path = want
 	var p *relayPair
-	if fastPath {
-		p = newRelayPair(s, link)
+	if want != PathListener {
+		s.path = PathSocket
+		if p = newRelayPair(s, link); p != nil {
+			s.path = PathReactor
+		}
 	}
 	// Nobody else sees the session before reg.add.
-	switch {
-	case p != nil:
+	switch s.path {
+	case PathReactor:
 		s.pair, s.up = p, p.upstream
 		s.link.Store(&linkRef{p.caller})
 		s.nloops = 1 // the reactor
-	case fastPath:
+	case PathSocket:
 		s.link.Store(&linkRef{link})
 		s.nloops = 2
 	default:
@@ -242,14 +206,14 @@ func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
 		}
 	}
 	s.armWatchdog()
-	switch {
-	case p != nil:
+	switch s.path {
+	case PathReactor:
 		// The reactor has descriptors of its own; these would keep Go's
 		// netpoller watching the sockets.
 		_ = link.Close()
 		_ = s.Upstream.Close()
 		p.handOver()
-	case fastPath:
+	case PathSocket:
 		go s.upstreamLoop()
 		go func() {
 			defer s.leaveLoop()
@@ -261,8 +225,8 @@ func (s *Session) Start(reg *Registry, link Link, fastPath bool) error {
 	return nil
 }
 
-// FastPath reports whether the caller link is a socket of the session's own.
-func (s *Session) FastPath() bool { return s.fastPath }
+// Path says how the session relays, as Start decided it.
+func (s *Session) Path() Path { return s.path }
 
 // ServeLink relays from the caller link l until the session ends or
 // another link replaces l (see Attach). A datagram it read after the
@@ -369,185 +333,6 @@ func (s *Session) Stats() Stats {
 		LastCaller:        time.Unix(0, s.lastCaller.Load()),
 		LastUpstream:      time.Unix(0, s.lastUpstream.Load()),
 	}
-}
-
-func (s *Session) upstreamLoop() {
-	defer s.leaveLoop()
-	buf := make([]byte, relayBuf)
-	for {
-		n, err := s.Upstream.Read(buf)
-		if err != nil {
-			if s.ended() {
-				return
-			}
-			if isRefused(err) {
-				// An ICMP error from an earlier write: the upstream may be
-				// restarting. SRT's own timers decide whether it is dead.
-				continue
-			}
-			s.End(EndUpstreamError, fmt.Errorf("reading from upstream %s: %w", s.UpstreamAddr, err))
-			return
-		}
-		p := buf[:n]
-		shutdown := s.takeFromUpstream(p)
-		if _, err := s.currentLink().Write(p); err != nil && !s.ended() {
-			if errors.Is(err, net.ErrClosed) {
-				s.hold(p)
-			} else {
-				s.Logger.Debug("writing to caller", zap.String("session", s.ID), zap.Error(err))
-			}
-		}
-		if shutdown {
-			s.End(EndUpstreamShutdown, nil)
-			return
-		}
-	}
-}
-
-func (s *Session) callerLoop(l Link) (leftover []byte) {
-	buf := make([]byte, relayBuf)
-	for {
-		n, err := l.Read(buf)
-		if err != nil {
-			if s.ended() || s.currentLink() != l {
-				return nil
-			}
-			if isRefused(err) {
-				continue
-			}
-			s.End(EndCallerError, fmt.Errorf("reading from caller %s: %w", s.Caller, err))
-			return nil
-		}
-		if n == 0 {
-			continue
-		}
-		if !s.FromCaller(buf[:n]) {
-			return buf[:n]
-		}
-	}
-}
-
-// maxHeld bounds the datagrams kept for a caller whose link went away.
-const maxHeld = 1024
-
-// hold keeps a datagram for the caller whose link's socket is closed: on
-// the listener data path a reload closes the listener socket the session
-// writes through, and the caller's next datagram attaches a new link.
-// Until then, what the upstream sends waits here instead of being lost.
-func (s *Session) hold(p []byte) {
-	s.heldMu.Lock()
-	defer s.heldMu.Unlock()
-	if l := s.currentLink(); l != nil {
-		if _, err := l.Write(p); err == nil {
-			return // re-attached meanwhile
-		}
-	}
-	if len(s.held) < maxHeld {
-		s.held = append(s.held, append([]byte(nil), p...))
-	}
-}
-
-// FromCaller relays one datagram from the caller. The handler calls it for
-// datagrams that reached the listener socket instead of the session's own
-// (those in flight while the session socket was being set up). Once the
-// session has ended it takes nothing and reports false: the datagram may
-// be a new caller's that got the same address, and the listener must
-// serve it as such, not this session refuse it.
-func (s *Session) FromCaller(p []byte) bool {
-	if s.ended() {
-		return false
-	}
-	relay, shutdown := s.takeFromCaller(p)
-	if !relay {
-		return true
-	}
-	if _, err := s.up.Write(p); err != nil && !s.ended() && !isRefused(err) {
-		s.Logger.Debug("writing to upstream", zap.String("session", s.ID), zap.Error(err))
-	}
-	if shutdown {
-		s.End(EndCallerShutdown, nil)
-	}
-	return true
-}
-
-// takeFromCaller does what both relays do with a datagram from the
-// caller before passing it on: a handshake to no socket is answered here
-// and not relayed (see callerHandshake); anything else is counted and
-// observed. shutdown reports a SHUTDOWN, which ends the session once it
-// has been passed on.
-func (s *Session) takeFromCaller(p []byte) (relay, shutdown bool) {
-	if wire.DestSocketOf(p) == 0 && wire.IsControl(p) && wire.ControlTypeOf(p) == wire.CtrlHandshake {
-		s.callerHandshake(p)
-		return false, false
-	}
-	s.fromCaller.add(len(p))
-	return true, observe(p, &s.callerACK)
-}
-
-// takeFromUpstream does what both relays do with a datagram from the
-// upstream before passing it on: readdress it if the upstream knows the
-// caller by a substitute socket ID, count and observe it.
-func (s *Session) takeFromUpstream(p []byte) (shutdown bool) {
-	if s.SubstituteSocket != 0 {
-		wire.SetDestSocket(p, s.CallerSocket)
-	}
-	s.fromUpstream.add(len(p))
-	return observe(p, &s.upstreamACK)
-}
-
-// observe reads what the relay wants from a datagram it passed on: the
-// link figures of a full ACK from its sender, and whether it was a
-// SHUTDOWN.
-func observe(p []byte, acks *linkStats) (shutdown bool) {
-	if !wire.IsControl(p) {
-		return false
-	}
-	switch wire.ControlTypeOf(p) {
-	case wire.CtrlACK:
-		acks.note(p)
-	case wire.CtrlShutdown:
-		return true
-	}
-	return false
-}
-
-// callerHandshake answers a handshake the caller sends after its session
-// is up: a repeated conclusion (our response was lost) gets the cached
-// response; a handshake from another socket ID on the same address means
-// the caller restarted, which ends this session once the old caller has
-// gone quiet.
-func (s *Session) callerHandshake(p []byte) {
-	hs, err := wire.ParseHandshake(p)
-	if err != nil {
-		return
-	}
-	if hs.SocketID == s.CallerSocket {
-		switch hs.Type {
-		case wire.HSConclusion:
-			_, _ = s.currentLink().Write(s.Response)
-		case wire.HSInduction:
-			d := s.Gate.Inspect(s.Caller, p, time.Now(), nil)
-			if d.Verdict == handshake.Reply {
-				_, _ = s.currentLink().Write(d.Reply)
-			}
-		}
-		return
-	}
-	silent := time.Since(time.Unix(0, s.lastCaller.Load()))
-	if silent < TakeoverSilence {
-		// Refuse the newcomer; the live caller ignores a handshake that is
-		// addressed to another socket.
-		s.Logger.Debug("refusing handshake from a new socket on a live caller's address",
-			zap.String("session", s.ID), zap.Stringer("caller", s.Caller),
-			zap.Uint32("caller_socket", s.CallerSocket), zap.Uint32("new_socket", hs.SocketID))
-		if (hs.Version == 4 || hs.Version == 5) && (hs.Type == wire.HSInduction || hs.Type == wire.HSConclusion) {
-			_, _ = s.currentLink().Write(handshake.RejectionFor(nil, &hs, wire.RejXConflict, time.Now()))
-		}
-		return
-	}
-	// The new caller repeats its handshake (libsrt every 250 ms); once this
-	// session's socket is gone the repeat reaches the listener.
-	s.End(EndCallerRestarted, nil)
 }
 
 func (s *Session) ended() bool {

@@ -50,7 +50,7 @@ func TestServeLinkRacesEnd(t *testing.T) {
 			Upstream: up, IdleTimeout: time.Minute,
 		})
 		first := newMemLink()
-		if err := s.Start(reg, first, false); err != nil {
+		if err := s.Start(reg, first, PathListener); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -105,7 +105,7 @@ func TestEndedSessionLeavesDatagramsToTheListener(t *testing.T) {
 		CallerSocket: 7, Upstream: up, UpstreamSocket: 9, IdleTimeout: time.Minute,
 	})
 	link := &chanLink{in: make(chan []byte)}
-	if err := s.Start(NewRegistry(), link, false); err != nil {
+	if err := s.Start(NewRegistry(), link, PathListener); err != nil {
 		t.Fatal(err)
 	}
 	leftover := make(chan []byte, 1)
