@@ -117,16 +117,13 @@ func viewOf(s *session.Session, now time.Time) SessionView {
 		UpstreamSocket: s.UpstreamSocket,
 		Started:        s.Started.UTC(),
 		AgeSeconds:     now.Sub(s.Started).Seconds(),
-		DataPath:       "listener",
+		DataPath:       s.Path().DataPath(),
 		FromCaller: DirectionView{Packets: st.FromCaller, Bytes: st.FromCallerBytes,
 			LastPacketAgeSeconds: max(0, now.Sub(st.LastCaller).Seconds())},
 		FromUpstream: DirectionView{Packets: st.FromUpstream, Bytes: st.FromUpstreamBytes,
 			LastPacketAgeSeconds: max(0, now.Sub(st.LastUpstream).Seconds())},
 		UpstreamView: linkView(st.UpstreamACK, st.HaveUpstreamACK),
 		CallerView:   linkView(st.CallerACK, st.HaveCallerACK),
-	}
-	if s.FastPath() {
-		v.DataPath = "socket"
 	}
 	if info, ok := s.Info.(*SessionInfo); ok {
 		si := info.Stream

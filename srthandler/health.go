@@ -8,12 +8,12 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/srtroute/caddy-l4-srt/internal/handshake"
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
@@ -27,110 +27,73 @@ const (
 	DefaultFailDuration  = 10 * time.Second
 )
 
-// upstreamState is what the process knows about one upstream address. It
-// is shared by every route and every configuration that names the
-// address, so a reload neither resets a dead upstream to healthy nor
-// forgets its sessions.
-type upstreamState struct {
-	addr     string
-	sessions atomic.Int64 // live sessions, handshakes in progress included
-	// dynamic states come from placeholder upstreams: any caller can make
-	// new ones, so they are forgotten when idle and kept out of metrics.
-	dynamic bool
-
-	mu         sync.Mutex
-	activeDown bool // the active checks' verdict
-	passes     int  // consecutive successful probes while down
-	fails      int  // consecutive failed probes while up
-	failures   []time.Time
-	downUntil  time.Time // passive verdict
-	watchers   int
-	stopProbe  context.CancelFunc
-	probe      probeConfig
+// HealthOptions are the handler's health options: active SRT checks
+// and the passive verdict of failed handshakes.
+type HealthOptions struct {
+	// HealthInterval turns on active health checks: every interval each
+	// upstream gets an SRT induction, and is healthy while it answers with
+	// one within HealthTimeout. Off by default.
+	HealthInterval caddy.Duration `json:"health_interval,omitempty"`
+	// HealthTimeout bounds one check. Default 1s.
+	HealthTimeout caddy.Duration `json:"health_timeout,omitempty"`
+	// HealthPasses and HealthFails are how many checks in a row bring an
+	// upstream back or take it out. Default 2 each.
+	HealthPasses int `json:"health_passes,omitempty"`
+	HealthFails  int `json:"health_fails,omitempty"`
+	// MaxFails failed handshakes (timeouts, refusals) within FailDuration
+	// take an upstream out for FailDuration. Defaults 1 and 10s; a
+	// negative FailDuration ("off" in the Caddyfile) turns this off.
+	MaxFails     int            `json:"max_fails,omitempty"`
+	FailDuration caddy.Duration `json:"fail_duration,omitempty"`
 }
 
-var upstreamStates sync.Map // host:port → *upstreamState
-
-// stateOf returns the state of a configured (static) upstream address.
-func stateOf(addr string) *upstreamState {
-	if s, ok := upstreamStates.Load(addr); ok {
-		return s.(*upstreamState)
-	}
-	s, _ := upstreamStates.LoadOrStore(addr, &upstreamState{addr: addr})
-	return s.(*upstreamState)
+func (o *HealthOptions) provision() {
+	defaultTo(&o.HealthTimeout, caddy.Duration(DefaultHealthTimeout))
+	defaultTo(&o.HealthPasses, DefaultHealthPasses)
+	defaultTo(&o.HealthFails, DefaultHealthFails)
+	defaultTo(&o.MaxFails, DefaultMaxFails)
+	defaultTo(&o.FailDuration, caddy.Duration(DefaultFailDuration))
 }
 
-// maxDynamicStates bounds the states kept for placeholder upstreams.
-const maxDynamicStates = 4096
-
-var dynamicStates atomic.Int64
-
-// dynamicStateOf returns the state of an upstream address that came from
-// a placeholder. Past maxDynamicStates new ones are not kept at all.
-func dynamicStateOf(addr string) *upstreamState {
-	if s, ok := upstreamStates.Load(addr); ok {
-		return s.(*upstreamState)
+func (o *HealthOptions) validate() error {
+	if o.HealthInterval < 0 || o.HealthTimeout < 0 {
+		return errors.New("srt: durations must not be negative")
 	}
-	fresh := &upstreamState{addr: addr, dynamic: true}
-	if dynamicStates.Load() >= maxDynamicStates {
-		return fresh
+	if o.HealthPasses < 0 || o.HealthFails < 0 || o.MaxFails < 0 {
+		return errors.New("srt: counts and limits must not be negative")
 	}
-	s, loaded := upstreamStates.LoadOrStore(addr, fresh)
-	if !loaded {
-		dynamicStates.Add(1)
+	if o.HealthInterval > 0 && o.HealthTimeout > o.HealthInterval {
+		return fmt.Errorf("srt: health_timeout %v is longer than health_interval %v", time.Duration(o.HealthTimeout), time.Duration(o.HealthInterval))
 	}
-	return s.(*upstreamState)
+	return nil
 }
 
-// acquire counts a session (or a handshake in progress) on u.
-func (u *upstreamState) acquire() { u.sessions.Add(1) }
-
-// release gives a session count back; an idle, healthy dynamic state is
-// forgotten.
-func (u *upstreamState) release() {
-	if u.sessions.Add(-1) > 0 || !u.dynamic || !u.healthy(time.Now()) {
-		return
-	}
-	if upstreamStates.CompareAndDelete(u.addr, u) {
-		dynamicStates.Add(-1)
-	}
+func (o *HealthOptions) passive() passivePolicy {
+	return passivePolicy{maxFails: o.MaxFails, failDuration: time.Duration(o.FailDuration)}
 }
 
-// healthy reports whether new callers may be sent to u.
-func (u *upstreamState) healthy(now time.Time) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return !u.activeDown && !now.Before(u.downUntil)
-}
-
-// passivePolicy is the handler's passive health configuration.
-type passivePolicy struct {
-	maxFails     int
-	failDuration time.Duration
-}
-
-// recordFailure counts a failed handshake; maxFails of them within
-// failDuration mark u down for failDuration. It reports whether this
-// failure marked it down.
-func (u *upstreamState) recordFailure(now time.Time, p passivePolicy) bool {
-	if p.failDuration <= 0 || p.maxFails <= 0 {
-		return false
+// watch starts active checks of every static upstream of routes, when
+// they are on; the returned functions stop them.
+func (o *HealthOptions) watch(routes []*Route, log *zap.Logger) (releases []func()) {
+	if o.HealthInterval <= 0 {
+		return nil
 	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	keep := u.failures[:0]
-	for _, t := range u.failures {
-		if now.Sub(t) < p.failDuration {
-			keep = append(keep, t)
+	probe := probeConfig{
+		interval: time.Duration(o.HealthInterval),
+		timeout:  time.Duration(o.HealthTimeout),
+		passes:   o.HealthPasses,
+		fails:    o.HealthFails,
+	}
+	watched := map[string]bool{}
+	for _, r := range routes {
+		for _, u := range r.upstreams {
+			if u.addr != "" && !watched[u.addr] {
+				watched[u.addr] = true
+				releases = append(releases, stateOf(u.addr).watch(probe, log))
+			}
 		}
 	}
-	u.failures = append(keep, now)
-	if len(u.failures) >= p.maxFails && !now.Before(u.downUntil) {
-		u.downUntil = now.Add(p.failDuration)
-		u.failures = u.failures[:0]
-		return true
-	}
-	return false
+	return releases
 }
 
 // probeConfig is the active health check configuration.

@@ -2,10 +2,17 @@ package srthandler
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/srtroute/caddy-l4-srt/internal/streamid"
 )
 
 // Policy orders a route's upstreams for one caller: the handler tries the
@@ -14,20 +21,32 @@ type Policy interface {
 	Order(pool []*upstreamState, key string)
 }
 
+// policies is every lb_policy by name, in the order the docs and error
+// messages list them; the first is the default.
+var policies = []struct {
+	name string
+	new  func() Policy
+}{
+	{"stream_hash", func() Policy { return StreamHash{} }},
+	{"round_robin", func() Policy { return &RoundRobin{} }},
+	{"random", func() Policy { return Random{} }},
+	{"first", func() Policy { return First{} }},
+	{"least_sessions", func() Policy { return &LeastSessions{} }},
+}
+
+// newPolicy returns a fresh policy for a route; "" is the default.
 func newPolicy(name string) (Policy, error) {
-	switch name {
-	case "", "stream_hash":
-		return StreamHash{}, nil
-	case "round_robin":
-		return &RoundRobin{}, nil
-	case "random":
-		return Random{}, nil
-	case "first":
-		return First{}, nil
-	case "least_sessions":
-		return LeastSessions{}, nil
+	if name == "" {
+		name = policies[0].name
 	}
-	return nil, fmt.Errorf("lb_policy %q: want stream_hash, round_robin, random, first or least_sessions", name)
+	names := make([]string, len(policies))
+	for i, p := range policies {
+		if p.name == name {
+			return p.new(), nil
+		}
+		names[i] = p.name
+	}
+	return nil, fmt.Errorf("lb_policy %q: want one of %s", name, strings.Join(names, ", "))
 }
 
 // StreamHash orders upstreams by rendezvous hashing of the stream key
@@ -104,11 +123,15 @@ func (First) Order([]*upstreamState, string) {}
 
 // LeastSessions prefers the upstream with the fewest live sessions,
 // counting handshakes in progress, so concurrent callers spread out.
-type LeastSessions struct{}
+type LeastSessions struct {
+	// mu makes ordering by session count and taking a count on the first
+	// one step, so that concurrent callers do not all pick the same one.
+	mu sync.Mutex
+}
 
 // Order implements Policy. The counts are read once, so that sessions
 // starting or ending during the sort cannot confuse it.
-func (LeastSessions) Order(pool []*upstreamState, _ string) {
+func (l *LeastSessions) Order(pool []*upstreamState, _ string) {
 	counts := make(map[*upstreamState]int64, len(pool))
 	for _, u := range pool {
 		counts[u] = u.sessions.Load()
@@ -118,8 +141,60 @@ func (LeastSessions) Order(pool []*upstreamState, _ string) {
 	})
 }
 
+// take orders pool and takes a session count on its first upstream.
+func (l *LeastSessions) take(pool []*upstreamState, key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.Order(pool, key)
+	pool[0].acquire()
+}
+
 func rotate(pool []*upstreamState, n int) {
 	slices.Reverse(pool[:n])
 	slices.Reverse(pool[n:])
 	slices.Reverse(pool)
+}
+
+var errNoHealthy = errors.New("no healthy upstream")
+
+// pick orders the route's healthy upstreams for this caller and takes a
+// session count on the first.
+func pick(r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([]*upstreamState, error) {
+	pool := make([]*upstreamState, 0, len(r.upstreams))
+	for _, u := range r.upstreams {
+		var s *upstreamState
+		if u.addr != "" {
+			s = stateOf(u.addr)
+		} else {
+			addr, err := u.resolve(repl)
+			if err != nil {
+				return nil, err
+			}
+			s = dynamicStateOf(addr)
+		}
+		if s.healthy(now) {
+			pool = append(pool, s)
+		}
+	}
+	if len(pool) == 0 {
+		return nil, errNoHealthy
+	}
+	take(r.policy, pool, info.Host+"\x00"+info.Resource)
+	return pool, nil
+}
+
+// taker is a policy whose ordering and the count it takes on the first
+// upstream must be one step.
+type taker interface {
+	take(pool []*upstreamState, key string)
+}
+
+// take orders pool by p and takes a session count on the first upstream.
+func take(p Policy, pool []*upstreamState, key string) {
+	if t, ok := p.(taker); ok {
+		t.take(pool, key)
+		return
+	}
+	p.Order(pool, key)
+	pool[0].acquire()
 }

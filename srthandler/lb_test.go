@@ -97,7 +97,7 @@ func TestPolicies(t *testing.T) {
 	pool[1].sessions.Store(1)
 	pool[2].sessions.Store(2)
 	cp := append([]*upstreamState(nil), pool...)
-	LeastSessions{}.Order(cp, "")
+	(&LeastSessions{}).Order(cp, "")
 	if cp[0].addr != "b:1" || cp[1].addr != "c:1" || cp[2].addr != "a:1" {
 		t.Errorf("least_sessions order: %s %s %s", cp[0].addr, cp[1].addr, cp[2].addr)
 	}
@@ -109,7 +109,7 @@ func TestPolicies(t *testing.T) {
 		t.Errorf("random reached %d of 3 upstreams", len(seen))
 	}
 	// Every policy keeps every upstream, for failover.
-	for _, p := range []Policy{StreamHash{}, rr, Random{}, First{}, LeastSessions{}} {
+	for _, p := range []Policy{StreamHash{}, rr, Random{}, First{}, &LeastSessions{}} {
 		cp := append([]*upstreamState(nil), pool...)
 		p.Order(cp, "k")
 		m := map[string]bool{}

@@ -1,6 +1,7 @@
 package srthandler
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 )
@@ -11,6 +12,32 @@ const (
 	DefaultMaxPending      = 1024
 	DefaultMaxPendingPerIP = 32
 )
+
+// Limits cap what callers may hold of the process.
+type Limits struct {
+	// MaxSessions caps the live sessions of the process; callers beyond it
+	// are rejected with overload (1402). Default 10000.
+	MaxSessions int `json:"max_sessions,omitempty"`
+	// MaxPending caps the handshakes in progress in the process, and
+	// MaxPendingPerIP those from one source IP. Over either, an induction
+	// is still answered but nothing waits for its conclusion, and a
+	// conclusion is rejected with overload. Defaults 1024 and 32.
+	MaxPending      int `json:"max_pending,omitempty"`
+	MaxPendingPerIP int `json:"max_pending_per_ip,omitempty"`
+}
+
+func (l *Limits) provision() {
+	defaultTo(&l.MaxSessions, DefaultMaxSessions)
+	defaultTo(&l.MaxPending, DefaultMaxPending)
+	defaultTo(&l.MaxPendingPerIP, DefaultMaxPendingPerIP)
+}
+
+func (l *Limits) validate() error {
+	if l.MaxSessions < 0 || l.MaxPending < 0 || l.MaxPendingPerIP < 0 {
+		return errors.New("srt: counts and limits must not be negative")
+	}
+	return nil
+}
 
 // pendingTable counts the handshakes being replayed to upstreams, in
 // total and per source IP (the caller proved its address with our cookie).

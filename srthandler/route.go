@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/srtroute/caddy-l4-srt/internal/streamid"
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
@@ -193,4 +194,28 @@ func (g glob) match(s string) bool {
 		s = s[i+len(mid):]
 	}
 	return strings.HasSuffix(s, last)
+}
+
+// match returns the first route that matches.
+func (h *Handler) match(info *streamid.Info) (int, *Route) {
+	for i, r := range h.Routes {
+		if r.matches(info) {
+			return i, r
+		}
+	}
+	return -1, nil
+}
+
+// setPlaceholders sets the {l4.srt.*} placeholders of one caller.
+func setPlaceholders(repl *caddy.Replacer, info *streamid.Info) {
+	repl.Set("l4.srt.stream_id", info.Raw)
+	repl.Set("l4.srt.resource", info.Resource)
+	repl.Set("l4.srt.host", info.Host)
+	repl.Set("l4.srt.user", info.User)
+	repl.Set("l4.srt.mode", info.Mode)
+	repl.Set("l4.srt.session", info.Session)
+	repl.Set("l4.srt.type", info.Type)
+	for k, v := range info.Keys {
+		repl.Set("l4.srt.key."+k, v)
+	}
 }
