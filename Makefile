@@ -36,11 +36,23 @@ $(DEMO)/srtcaller: internal/testpeer/libsrt/srtcaller.c
 test:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
-	@mkdir -p $(DEMO); set -o pipefail; \
+	@mkdir -p $(DEMO); set -o pipefail; $(INTEROP_CHECK); \
 	$(GO) test -race -count=1 -timeout 20m ./... 2>&1 | tee $(DEMO)/test.log || { \
 		echo; echo "== what failed (whole log: $(DEMO)/test.log) =="; \
 		grep -v '^{"level"' $(DEMO)/test.log | grep -E -A15 -- '--- FAIL|^panic:|DATA RACE|^FAIL' | head -200; \
-		exit 1; }
+		echo; echo "$$interop"; exit 1; }; \
+	echo; echo "$$interop"
+
+# INTEROP_CHECK sets $$interop to one line saying whether the libsrt interop tests
+# ran. It looks for what internal/testpeer looks for (a test skips without it, or
+# fails under SRT_INTEROP=required): srt-live-transmit, ffmpeg, gcc, libsrt's headers.
+INTEROP_CHECK = missing=; \
+	for t in srt-live-transmit ffmpeg gcc; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	pkg-config --exists srt-gnutls 2>/dev/null || pkg-config --exists srt 2>/dev/null || \
+		test -f /usr/include/srt/srt.h || missing="$$missing libsrt-headers"; \
+	if [ -z "$$missing" ]; then interop="libsrt interop tests: ran"; \
+	elif [ "$$SRT_INTEROP" = required ]; then interop="libsrt interop tests: FAILED, missing:$$missing (SRT_INTEROP=required)"; \
+	else interop="libsrt interop tests: SKIPPED, missing:$$missing (apt-get install -y srt-tools ffmpeg libsrt-gnutls-dev)"; fi
 
 ## run: Caddy with the plugin (built by xcaddy) on xcaddy.json: proxy on udp/:10080, admin API on
 ## localhost:2019, every stream to a local srt-backend on 127.0.0.1:10001, which this starts too.

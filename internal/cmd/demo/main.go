@@ -53,10 +53,17 @@ func main() {
 	rate := flag.Int("kbps", 2000, "publishing rate per stream, kbit/s")
 	logDir := flag.String("logs", ".demo", "where process logs go")
 	flag.Parse()
-	if err := run(*caddyBin, *backendBin, *config, *logDir, time.Duration(*seconds*float64(time.Second)), *rate); err != nil {
+	err := run(*caddyBin, *backendBin, *config, *logDir, time.Duration(*seconds*float64(time.Second)), *rate)
+	logs := filepath.Join(*logDir, "caddy.log")
+	for _, o := range origins {
+		logs += ", " + filepath.Join(*logDir, o.name+".log")
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		fmt.Fprintln(os.Stderr, "logs:", logs)
 		os.Exit(1)
 	}
+	fmt.Println("logs:", logs, "(the proxy's session and rejection lines are in caddy.log)")
 }
 
 func run(caddyBin, backendBin, config, logDir string, dur time.Duration, kbps int) error {
