@@ -24,6 +24,7 @@ func init() {
 //
 //	GET    /srt/sessions        every live session, as JSON
 //	DELETE /srt/sessions/<id>   end one (SHUTDOWN to both sides)
+//	GET    /srt/upstreams       every upstream a route serves or a session uses
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -39,6 +40,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/srt/sessions", Handler: caddy.AdminHandlerFunc(a.sessions)},
 		{Pattern: "/srt/sessions/", Handler: caddy.AdminHandlerFunc(a.session)},
+		{Pattern: "/srt/upstreams", Handler: caddy.AdminHandlerFunc(a.upstreams)},
 	}
 }
 

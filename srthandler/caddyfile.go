@@ -59,6 +59,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"max_pending":        &h.MaxPending,
 				"max_pending_per_ip": &h.MaxPendingPerIP,
 			}[opt] = n
+		case "upstream_allow":
+			if d.CountRemainingArgs() == 0 {
+				return d.ArgErr()
+			}
+			h.UpstreamAllow = d.RemainingArgs()
 		case "data_path":
 			if d.CountRemainingArgs() != 1 {
 				return d.ArgErr()
@@ -89,6 +94,14 @@ func (r *Route) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("route: option '%s' given twice", opt)
 		}
 		seen[opt] = true
+		if opt == "dynamic" {
+			dyn, err := unmarshalDynamic(d)
+			if err != nil {
+				return err
+			}
+			r.Dynamic = dyn
+			continue
+		}
 		args := d.RemainingArgs()
 		one := func() (string, error) {
 			if len(args) != 1 {
@@ -132,4 +145,46 @@ func (r *Route) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// unmarshalDynamic reads a route's dynamic source (see DynamicUpstreams):
+// Caddy's reverse_proxy syntax for a and srv.
+func unmarshalDynamic(d *caddyfile.Dispenser) (*DynamicUpstreams, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return nil, d.Errf("dynamic: want a, srv or srs")
+	}
+	dyn := &DynamicUpstreams{Source: args[0]}
+	switch {
+	case dyn.Source == "a" && len(args) == 3:
+		dyn.Name, dyn.Port = args[1], args[2]
+	case dyn.Source == "srv" && len(args) == 2:
+		dyn.Name = args[1]
+	case dyn.Source == "srs" && len(args) == 1:
+	default:
+		return nil, d.Errf("dynamic: want 'a <name> <port>', 'srv <name>' or 'srs', got %q", args)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		vals := d.RemainingArgs()
+		if len(vals) == 0 {
+			return nil, d.Errf("dynamic: option '%s' needs a value", opt)
+		}
+		switch opt {
+		case "refresh":
+			if len(vals) != 1 {
+				return nil, d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(vals[0])
+			if err != nil {
+				return nil, d.Errf("dynamic: refresh: %v", err)
+			}
+			dyn.Refresh = caddy.Duration(dur)
+		case "resolvers":
+			dyn.Resolvers = append(dyn.Resolvers, vals...)
+		default:
+			return nil, d.Errf("unrecognized dynamic option '%s'", opt)
+		}
+	}
+	return dyn, nil
 }

@@ -79,7 +79,7 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 	}
 	cx.Replacer().Set("l4.srt.session_id", s.ID)
 	countHandshake(outcomeAccepted, 0, received)
-	log.Info("session established", zap.String("session", s.ID), zap.Stringer("data_path", s.Path()))
+	log.Info("session established", zap.String("session", s.ID), zap.String("data_path", s.Path().DataPath()), zap.Stringer("relay", s.Path()))
 	if !s.Path().OwnSocket() {
 		// The connection is not taken: once the session ends, Handle
 		// reads on until the caller is quiet (see relayThrough).

@@ -60,6 +60,7 @@ const pendingBuf = 2048
 //		max_sessions      <n>          # default 10000
 //		max_pending       <n>          # handshakes in progress; default 1024
 //		max_pending_per_ip <n>         # default 32
+//		upstream_allow    <cidr...>    # where upstreams not in the config may be
 //		route {
 //			stream_id        <glob...>
 //			stream_id_regexp <regexp>
@@ -68,6 +69,7 @@ const pendingBuf = 2048
 //			user             <glob...>
 //			mode             publish|request|bidirectional ...
 //			to        <upstream...>
+//			dynamic   a <name> <port> | srv <name> | srs { refresh resolvers }
 //			lb_policy stream_hash|round_robin|random|first|least_sessions
 //			reject    <name|code>
 //		}
@@ -93,6 +95,9 @@ type Handler struct {
 	BatchWindow caddy.Duration `json:"batch_window,omitempty"`
 	HealthOptions
 	Limits
+	// UpstreamAllow lists the CIDR ranges upstreams not fixed in the
+	// config may be in: SRS origins that sent heartbeats (dynamic srs).
+	UpstreamAllow []string `json:"upstream_allow,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []*Route `json:"routes,omitempty"`
 
@@ -101,6 +106,7 @@ type Handler struct {
 	registry *session.Registry
 	passive  passivePolicy
 	releases []func()
+	allow    []netip.Prefix
 }
 
 // CaddyModule returns the Caddy module information.
@@ -125,7 +131,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("srt route %d: %w", i, err)
 		}
 	}
-	h.releases = h.HealthOptions.watch(h.Routes, h.logger)
+	allow, err := parsePrefixes(h.UpstreamAllow)
+	if err != nil {
+		return err
+	}
+	h.allow = allow
+	h.releases = h.startUpstreams()
 	h.gate = &handshake.Gate{Jar: cookie.Process()}
 	h.registry = session.Default
 	registerMetrics(ctx.GetMetricsRegistry())

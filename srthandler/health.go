@@ -72,28 +72,17 @@ func (o *HealthOptions) passive() passivePolicy {
 	return passivePolicy{maxFails: o.MaxFails, failDuration: time.Duration(o.FailDuration)}
 }
 
-// watch starts active checks of every static upstream of routes, when
-// they are on; the returned functions stop them.
-func (o *HealthOptions) watch(routes []*Route, log *zap.Logger) (releases []func()) {
+// probeConfig is the active check configuration; nil when checks are off.
+func (o *HealthOptions) probeConfig() *probeConfig {
 	if o.HealthInterval <= 0 {
 		return nil
 	}
-	probe := probeConfig{
+	return &probeConfig{
 		interval: time.Duration(o.HealthInterval),
 		timeout:  time.Duration(o.HealthTimeout),
 		passes:   o.HealthPasses,
 		fails:    o.HealthFails,
 	}
-	watched := map[string]bool{}
-	for _, r := range routes {
-		for _, u := range r.upstreams {
-			if u.addr != "" && !watched[u.addr] {
-				watched[u.addr] = true
-				releases = append(releases, stateOf(u.addr).watch(probe, log))
-			}
-		}
-	}
-	return releases
 }
 
 // probeConfig is the active health check configuration.

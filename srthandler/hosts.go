@@ -22,6 +22,9 @@ type upstreamState struct {
 	// dynamic states come from placeholder upstreams: any caller can make
 	// new ones, so they are forgotten when idle and kept out of metrics.
 	dynamic bool
+	// claims counts, per source, the routes that have this upstream in
+	// their pool now (GET /srt/upstreams).
+	claims [numSources]atomic.Int32
 
 	mu         sync.Mutex
 	activeDown bool // the active checks' verdict
@@ -116,6 +119,44 @@ func (u *upstreamState) recordFailure(now time.Time, p passivePolicy) bool {
 		return true
 	}
 	return false
+}
+
+// upstreamSource says where a route got an upstream from.
+type upstreamSource uint8
+
+const (
+	sourceStatic upstreamSource = iota // a route's to
+	sourceDNS                          // dynamic a, dynamic srv
+	sourceSRS                          // dynamic srs
+	numSources
+)
+
+func (s upstreamSource) String() string {
+	return [...]string{"static", "dns", "srs"}[s]
+}
+
+// claim records that a route serves callers from u, as src says; the
+// returned function takes it back.
+func (u *upstreamState) claim(src upstreamSource) (release func()) {
+	u.claims[src].Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { u.claims[src].Add(-1) }) }
+}
+
+// inUse reports whether a route serves u or a session still uses it.
+func (u *upstreamState) inUse() bool {
+	return u.sessions.Load() > 0 || len(u.sources()) > 0
+}
+
+// sources lists where the routes that now serve u got it from.
+func (u *upstreamState) sources() []string {
+	var out []string
+	for src := range numSources {
+		if u.claims[src].Load() > 0 {
+			out = append(out, src.String())
+		}
+	}
+	return out
 }
 
 // upstream is one configured "to" address.

@@ -98,8 +98,11 @@ func (*srtCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	upstreamStates.Range(func(_, v any) bool {
 		u := v.(*upstreamState)
-		if u.dynamic {
-			return true // named by callers through placeholders: unbounded labels
+		if u.dynamic || !u.inUse() {
+			// Placeholders are named by callers: unbounded labels. Upstreams
+			// no route serves and no session uses (gone from DNS, expired
+			// SRS origins) would grow the series with every fleet change.
+			return true
 		}
 		healthy := 0.0
 		if u.healthy(now) {

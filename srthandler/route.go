@@ -34,12 +34,16 @@ type Route struct {
 	// LBPolicy picks among To: stream_hash (default), round_robin, random,
 	// first, least_sessions.
 	LBPolicy string `json:"lb_policy,omitempty"`
+	// Dynamic is a source of upstreams that change without a reload:
+	// DNS (a, srv) or SRS heartbeats (srs); beside or instead of To.
+	Dynamic *DynamicUpstreams `json:"dynamic,omitempty"`
 	// Reject rejects matching callers with this reason instead.
 	Reject Rejection `json:"reject,omitempty"`
 
 	streamID, resource, host, user []glob
 	streamIDRe                     *regexp.Regexp
 	upstreams                      []*upstream
+	pool                           *dynamicPool // nil without Dynamic
 	policy                         Policy
 	reason                         wire.RejectReason
 }
@@ -88,19 +92,25 @@ func (r *Route) provision() error {
 			return fmt.Errorf("mode %q: want publish, request or bidirectional", m)
 		}
 	}
+	sends := len(r.To) > 0 || r.Dynamic != nil
 	switch {
-	case len(r.To) > 0 && r.Reject != "":
-		return fmt.Errorf("a route either sends callers to upstreams (to) or rejects them (reject), not both")
-	case len(r.To) == 0 && r.Reject == "":
-		return fmt.Errorf("a route needs an action: to <upstreams...> or reject <reason>")
+	case sends && r.Reject != "":
+		return fmt.Errorf("a route either sends callers to upstreams (to, dynamic) or rejects them (reject), not both")
+	case !sends && r.Reject == "":
+		return fmt.Errorf("a route needs an action: to <upstreams...>, dynamic <source> or reject <reason>")
 	case r.Reject != "":
 		if r.LBPolicy != "" {
-			return fmt.Errorf("lb_policy needs upstreams (to)")
+			return fmt.Errorf("lb_policy needs upstreams (to, dynamic)")
 		}
 		if r.reason, err = wire.ParseRejectReason(string(r.Reject)); err != nil {
 			return err
 		}
 		return nil
+	}
+	if r.Dynamic != nil {
+		if err := r.Dynamic.validate(); err != nil {
+			return err
+		}
 	}
 	for _, to := range r.To {
 		u, err := parseUpstream(to)
@@ -128,7 +138,11 @@ func (r *Route) describe(i int) string {
 	if r.Reject != "" {
 		return "route " + strconv.Itoa(i) + " (reject " + string(r.Reject) + ")"
 	}
-	return "route " + strconv.Itoa(i) + " (to " + strings.Join(r.To, " ") + ")"
+	to := strings.Join(r.To, " ")
+	if r.Dynamic != nil {
+		to = strings.TrimSpace(to + " dynamic " + r.Dynamic.Source + " " + r.Dynamic.Name)
+	}
+	return "route " + strconv.Itoa(i) + " (to " + to + ")"
 }
 
 func contains(list []string, v string) bool {

@@ -34,6 +34,7 @@ type Proxy struct {
 	// Admin is the admin API address, "" when disabled.
 	Admin string
 	t     testing.TB
+	apps  map[string]any
 }
 
 // Options shape a proxy config.
@@ -42,6 +43,9 @@ type Options struct {
 	Listen string
 	// Admin enables the admin API on a free localhost port.
 	Admin bool
+	// Apps are further Caddy apps to run beside layer4, by name (e.g. an
+	// http app with the srs_heartbeat handler).
+	Apps map[string]any
 }
 
 // StartProxy starts Caddy with one layer4 UDP server whose only route
@@ -50,7 +54,7 @@ type Options struct {
 func StartProxy(t testing.TB, handler map[string]any, opt Options) *Proxy {
 	t.Helper()
 	caddyMu.Lock()
-	p := &Proxy{t: t, Addr: opt.Listen}
+	p := &Proxy{t: t, Addr: opt.Listen, apps: opt.Apps}
 	if p.Addr == "" {
 		p.Addr = "127.0.0.1:" + strconv.Itoa(FreeUDPPort(t))
 	}
@@ -100,6 +104,9 @@ func (p *Proxy) Config(handler map[string]any) []byte {
 				},
 			},
 		},
+	}
+	for name, app := range p.apps {
+		cfg["apps"].(map[string]any)[name] = app
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {
