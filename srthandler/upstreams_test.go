@@ -268,3 +268,38 @@ func TestDynamicSRSAllowlist(t *testing.T) {
 		return slices.Equal(addressesFrom(upstreamsOf(t, p), "srs"), []string{"10.1.2.3:9000"})
 	})
 }
+
+// TestDynamicPoolsStopWithTheirConfig: a reload replaces each route's
+// refresh goroutine, and stopping Caddy ends them all, stalled lookups
+// included.
+func TestDynamicPoolsStopWithTheirConfig(t *testing.T) {
+	t.Run("running", func(t *testing.T) {
+		handler := map[string]any{"routes": []any{
+			map[string]any{"resource": []string{"a/*"}, "dynamic": map[string]any{"source": "a", "name": "origins.test", "port": "10080",
+				"refresh": int64(100 * time.Millisecond), "resolvers": []string{testpeer.StallingResolver(t)}}},
+			map[string]any{"dynamic": map[string]any{"source": "srs"}},
+		}}
+		p := testpeer.StartProxy(t, handler, testpeer.Options{Admin: true})
+		waitFor(t, 3*time.Second, "two refresh goroutines", func() bool { return countPools() == 2 })
+		for range 3 {
+			if err := p.Reload(handler); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 3*time.Second, "the old configs' goroutines to end", func() bool { return countPools() == 2 })
+	})
+	// Sockets are not counted: caddy.Stop leaves the last admin listener
+	// (and a client's keep-alive connection to it) open.
+	settle(t, 1<<30)
+}
+
+// countPools counts the dynamic sources' refresh goroutines.
+func countPools() int {
+	n := 0
+	for _, g := range testpeer.OurGoroutineStacks() {
+		if strings.Contains(g, "dynamicPool).run") {
+			n++
+		}
+	}
+	return n
+}
