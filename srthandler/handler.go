@@ -70,6 +70,8 @@ const pendingBuf = 2048
 //			to        <upstream...>
 //			lb_policy stream_hash|round_robin|random|first|least_sessions
 //			reject    <name|code>
+//			auth http <url> { timeout <d>; cache <d>; on_error reject|allow }
+//			auth jwt { key <secret|pem file> | jwks <url>; param <key> }
 //		}
 //	}
 type Handler struct {
@@ -101,6 +103,10 @@ type Handler struct {
 	registry *session.Registry
 	passive  passivePolicy
 	releases []func()
+
+	// secretKeys are the stream ID keys besides s whose values are never
+	// shown: the params auth jwt routes read their tokens from.
+	secretKeys []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -124,6 +130,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := r.provision(); err != nil {
 			return fmt.Errorf("srt route %d: %w", i, err)
 		}
+	}
+	if err := h.provisionAuth(ctx); err != nil {
+		return err
 	}
 	h.releases = h.HealthOptions.watch(h.Routes, h.logger)
 	h.gate = &handshake.Gate{Jar: cookie.Process()}
@@ -149,6 +158,9 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	if err := h.Limits.validate(); err != nil {
+		return err
+	}
+	if err := h.validateAuth(); err != nil {
 		return err
 	}
 	switch h.DataPath {
@@ -260,10 +272,11 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 	cx := in.cx
 	hs := &d.Handshake
 	info := streamid.Parse(d.Conclusion.StreamID)
+	shown := info.Redact(h.secretKeys...) // for logs and placeholders: never a secret
 	repl := cx.Replacer()
-	setPlaceholders(repl, &info)
+	setPlaceholders(repl, &shown)
 	log := h.logger.With(
-		zap.String("stream_id", info.Raw),
+		zap.String("stream_id", shown.Raw),
 		zap.Stringer("caller", caller),
 		zap.Uint32("caller_socket", hs.SocketID),
 	)
@@ -287,7 +300,11 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		return false, h.reject(cx, hs, wire.RejXOverload, log, "too many handshakes in progress")
 	}
 	defer release()
-	candidates, err := pick(route, &info, repl, received)
+	placed, refused := h.authorize(in, route, &info, caller, hs, received, log)
+	if refused != nil {
+		return false, refused
+	}
+	candidates, err := pickOr(placed, route, &info, repl, received)
 	if errors.Is(err, errNoHealthy) {
 		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile" // the caddyfile adapter
+	_ "github.com/caddyserver/caddy/v2/modules/logging"       // file log writers
 	_ "github.com/caddyserver/caddy/v2/modules/metrics"       // /metrics on the admin API
 	_ "github.com/mholt/caddy-l4/layer4"
 
@@ -32,8 +33,9 @@ type Proxy struct {
 	// Addr is the UDP address the SRT listener is on.
 	Addr string
 	// Admin is the admin API address, "" when disabled.
-	Admin string
-	t     testing.TB
+	Admin   string
+	logFile string
+	t       testing.TB
 }
 
 // Options shape a proxy config.
@@ -42,6 +44,8 @@ type Options struct {
 	Listen string
 	// Admin enables the admin API on a free localhost port.
 	Admin bool
+	// LogFile, when set, receives Caddy's logs as JSON lines.
+	LogFile string
 }
 
 // StartProxy starts Caddy with one layer4 UDP server whose only route
@@ -50,7 +54,7 @@ type Options struct {
 func StartProxy(t testing.TB, handler map[string]any, opt Options) *Proxy {
 	t.Helper()
 	caddyMu.Lock()
-	p := &Proxy{t: t, Addr: opt.Listen}
+	p := &Proxy{t: t, Addr: opt.Listen, logFile: opt.LogFile}
 	if p.Addr == "" {
 		p.Addr = "127.0.0.1:" + strconv.Itoa(FreeUDPPort(t))
 	}
@@ -84,9 +88,14 @@ func (p *Proxy) Config(handler map[string]any) []byte {
 	if level == "" {
 		level = "INFO"
 	}
+	logs := map[string]any{"level": level}
+	if p.logFile != "" {
+		logs["writer"] = map[string]any{"output": "file", "filename": p.logFile}
+		logs["encoder"] = map[string]any{"format": "json"}
+	}
 	cfg := map[string]any{
 		"admin":   admin,
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": level}}},
+		"logging": map[string]any{"logs": map[string]any{"default": logs}},
 		"apps": map[string]any{
 			"layer4": map[string]any{
 				"servers": map[string]any{
