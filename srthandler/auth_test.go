@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
 	"github.com/srtroute/caddy-l4-srt/srthandler"
@@ -255,4 +256,53 @@ func mustJSON(v any) string {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// TestAuthJWTEndToEnd: through a real Caddy, a gosrt caller with a valid
+// token in s= reaches the origin; a forged, expired or too narrow one
+// does not, and nothing reaches the origin for it.
+func TestAuthJWTEndToEnd(t *testing.T) {
+	secret := []byte("end-to-end-secret")
+	b := startBackend(t, "b")
+	sink, sunk := udpSink(t)
+	p := testpeer.StartProxy(t, map[string]any{
+		"routes": []any{
+			map[string]any{"resource": []string{"live/*"}, "to": to(b.Addr()),
+				"auth": map[string]any{"jwt": map[string]any{"key": string(secret)}}},
+			map[string]any{"to": to(sink),
+				"auth": map[string]any{"jwt": map[string]any{"key": string(secret)}}},
+		},
+	}, testpeer.Options{})
+	token := func(key []byte, claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	hour := time.Now().Add(time.Hour).Unix()
+	for _, c := range []struct {
+		id   string
+		want uint32
+	}{
+		{"#!::r=live/a,m=publish,s=" + token(secret, jwt.MapClaims{"exp": hour, "srt_resource": "live/a"}), 0},
+		{"#!::r=live/a,m=publish,s=" + token([]byte("forged"), jwt.MapClaims{"exp": hour}), 1401},
+		{"#!::r=live/a,m=publish,s=" + token(secret, jwt.MapClaims{"exp": time.Now().Add(-time.Hour).Unix()}), 1401},
+		{"#!::r=other/a,m=publish,s=" + token(secret, jwt.MapClaims{"exp": hour, "srt_resource": "live/*"}), 1403},
+		{"#!::r=other/a,m=publish,s=" + token(secret, jwt.MapClaims{"exp": hour, "srt_mode": "request"}), 1403},
+		{"#!::r=other/a,m=publish", 1401},
+	} {
+		conn, err := testpeer.Dial(p.Addr, c.id, testpeer.DialOptions{})
+		if err == nil {
+			conn.Close()
+		}
+		got, _ := testpeer.RejectReason(err)
+		if (c.want == 0 && err != nil) || got != c.want {
+			t.Errorf("%q: %v, want reason %d", c.id, err, c.want)
+		}
+	}
+	waitFor(t, 2*time.Second, "the admitted caller at the origin", func() bool { return len(b.Conns()) == 1 })
+	if n := sunk.Load(); n != 0 {
+		t.Errorf("the origin of refused callers got %d datagrams", n)
+	}
 }
