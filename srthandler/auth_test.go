@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -305,4 +306,41 @@ func TestAuthJWTEndToEnd(t *testing.T) {
 	if n := sunk.Load(); n != 0 {
 		t.Errorf("the origin of refused callers got %d datagrams", n)
 	}
+}
+
+// TestAuthConnectTimeReport logs what an auth http route adds to a libsrt
+// caller's connect time: the median of 100 connects with and without it,
+// in one run, the callback on loopback and uncached. It reports; it does
+// not judge.
+func TestAuthConnectTimeReport(t *testing.T) {
+	const repeat = 100
+	a := startAuthServer(t)
+	b := startBackend(t, "b")
+	p := testpeer.StartProxy(t, map[string]any{
+		"routes": []any{
+			authRoute(a.URL, nil, "ok/*", b.Addr()),
+			map[string]any{"resource": []string{"none/*"}, "to": to(b.Addr())},
+		},
+	}, testpeer.Options{})
+	median := func(id string) time.Duration {
+		r := testpeer.RunCaller(t, p.Addr, id, testpeer.CallerOptions{Repeat: repeat})
+		var took []time.Duration
+		for _, at := range r.Attempts {
+			if !at.Connected {
+				t.Fatalf("%s: %v; output:\n%s%s", id, at, r.Output, r.Stderr)
+			}
+			took = append(took, at.Took)
+		}
+		if len(took) != repeat {
+			t.Fatalf("%s: %d attempts, want %d", id, len(took), repeat)
+		}
+		slices.Sort(took)
+		m := (took[repeat/2-1] + took[repeat/2]) / 2
+		t.Logf("%s: median connect %v (min %v, max %v) over %d", id, m, took[0], took[repeat-1], repeat)
+		return m
+	}
+	none := median("#!::r=none/x")
+	posts := a.posts.Load()
+	auth := median("#!::r=ok/x")
+	t.Logf("auth http adds %v to the median connect time (%d callbacks)", auth-none, a.posts.Load()-posts)
 }
