@@ -127,6 +127,7 @@ func validate(src []byte) error {
 }
 
 func TestAdaptedConfigsProvision(t *testing.T) {
+	t.Setenv("SRT_JWT_KEY", "a-secret-of-32-bytes-for-examples") // examples/acl
 	for f := range caddyfiles(t) {
 		src, err := os.ReadFile(f)
 		if err != nil {

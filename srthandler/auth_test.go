@@ -263,7 +263,7 @@ func itoa(n int) string {
 // token in s= reaches the origin; a forged, expired or too narrow one
 // does not, and nothing reaches the origin for it.
 func TestAuthJWTEndToEnd(t *testing.T) {
-	secret := []byte("end-to-end-secret")
+	secret := []byte("end-to-end-secret-of-32-bytes-000")
 	b := startBackend(t, "b")
 	sink, sunk := udpSink(t)
 	p := testpeer.StartProxy(t, map[string]any{

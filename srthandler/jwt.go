@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -36,9 +35,10 @@ import (
 // list of globs the caller's resource must match; "srt_mode", a mode or a
 // list of modes the caller's mode must be one of. Absent, they allow any.
 type AuthJWT struct {
-	// Key is an HMAC secret (HS256/384/512), or the path of a PEM file
-	// holding an RSA (RS256/384/512) or ECDSA (ES256/384/512) public key
-	// or certificate. Caddy placeholders such as {env.SRT_JWT_KEY} work.
+	// Key is an HMAC secret of 32 bytes or more (HS256/384/512), or the
+	// path of a PEM file (ending in .pem, .crt or .pub) holding an RSA
+	// (RS256/384/512) or ECDSA (ES256/384/512) public key or certificate.
+	// Caddy placeholders such as {env.SRT_JWT_KEY} work.
 	Key string `json:"key,omitempty"`
 	// JWKS is the URL of a JSON Web Key Set (RSA and EC keys), fetched
 	// when first needed, kept jwksRefresh and fetched again for an unknown
@@ -98,16 +98,20 @@ func (a *AuthJWT) provision(caddy.Context) error {
 	return nil
 }
 
-// loadJWTKey reads a PEM file's public key, or takes v as an HMAC secret
-// when no file has that name.
+// minHMACKey is RFC 7518's floor for HS256: a key as long as the hash.
+const minHMACKey = 32
+
+// loadJWTKey reads the public key of a PEM file (a name ending in .pem,
+// .crt or .pub), or takes v as an HMAC secret. A file name is never taken
+// for a secret: a missing file is an error.
 func loadJWTKey(v string) (any, error) {
-	if v == "" {
-		return nil, errors.New("empty")
-	}
-	b, err := os.ReadFile(v)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrInvalid) || errors.Is(err, os.ErrNotExist) {
+	if !strings.HasSuffix(v, ".pem") && !strings.HasSuffix(v, ".crt") && !strings.HasSuffix(v, ".pub") {
+		if len(v) < minHMACKey {
+			return nil, fmt.Errorf("an HMAC secret needs %d bytes or more, got %d", minHMACKey, len(v))
+		}
 		return []byte(v), nil
 	}
+	b, err := os.ReadFile(v)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ func TestSecretsStayHidden(t *testing.T) {
 			// An auth jwt route names a param: its value is a secret on
 			// every route.
 			map[string]any{"resource": []string{"never/*"}, "to": to(b.Addr()),
-				"auth": map[string]any{"jwt": map[string]any{"key": "k", "param": "tok"}}},
+				"auth": map[string]any{"jwt": map[string]any{"key": strings.Repeat("k", 32), "param": "tok"}}},
 			map[string]any{"to": to(b.Addr())},
 		},
 	}, testpeer.Options{Admin: true, LogFile: logFile})
