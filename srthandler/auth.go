@@ -97,6 +97,8 @@ func (a *AuthHTTP) provision() error {
 		return errors.New("auth http: durations must not be negative")
 	}
 	a.client = &http.Client{
+		// Its own connections, closed with the configuration (cleanupAuth).
+		Transport: http.DefaultTransport.(*http.Transport).Clone(),
 		// The endpoint answers; it does not send the proxy elsewhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -121,6 +123,20 @@ func (h *Handler) provisionAuth(ctx caddy.Context) error {
 		}
 	}
 	return nil
+}
+
+// cleanupAuth closes the kept-alive connections of this configuration's
+// callbacks and key set fetches.
+func (h *Handler) cleanupAuth() {
+	for _, r := range h.Routes {
+		switch {
+		case r.Auth == nil:
+		case r.Auth.HTTP != nil && r.Auth.HTTP.client != nil:
+			r.Auth.HTTP.client.CloseIdleConnections()
+		case r.Auth.JWT != nil && r.Auth.JWT.jwks != nil:
+			r.Auth.JWT.jwks.client.CloseIdleConnections()
+		}
+	}
 }
 
 // validateAuth refuses a callback that could use up the whole handshake

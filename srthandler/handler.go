@@ -178,6 +178,7 @@ func (h *Handler) Cleanup() error {
 	for _, release := range h.releases {
 		release()
 	}
+	h.cleanupAuth()
 	return nil
 }
 

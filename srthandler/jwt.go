@@ -78,7 +78,7 @@ func (a *AuthJWT) provision(caddy.Context) error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("auth jwt: jwks: want an http(s) URL, got %q", a.JWKS)
 		}
-		a.jwks = &jwksCache{url: a.JWKS, client: &http.Client{}}
+		a.jwks = &jwksCache{url: a.JWKS, client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
 		a.methods = append(append([]string{}, rsaMethods...), ecdsaMethods...)
 		return nil
 	}
