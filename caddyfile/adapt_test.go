@@ -98,6 +98,9 @@ func TestAdaptErrors(t *testing.T) {
 		{"empty to", "srt {\n\troute {\n\t\tto\n\t}\n}", "needs a value"},
 		{"two regexps", "srt {\n\troute {\n\t\tstream_id_regexp a b\n\t}\n}", "wrong argument count"},
 		{"args on srt", "srt now {\n}", "wrong argument count"},
+		{"auth without a form", "srt {\n\troute {\n\t\tauth\n\t}\n}", "want http URL or jwt"},
+		{"auth http without a URL", "srt {\n\troute {\n\t\tauth http\n\t}\n}", "want one URL"},
+		{"unknown auth option", "srt {\n\troute {\n\t\tauth jwt {\n\t\t\ttimeout 1s\n\t\t}\n\t}\n}", "unrecognized auth jwt option 'timeout'"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "{\n\tlayer4 {\n\t\tudp/:10080 {\n\t\t\troute {\n" + tc.body + "\n\t\t\t}\n\t\t}\n\t}\n}\n"
@@ -124,6 +127,7 @@ func validate(src []byte) error {
 }
 
 func TestAdaptedConfigsProvision(t *testing.T) {
+	t.Setenv("SRT_JWT_KEY", "a-secret-of-32-bytes-for-examples") // examples/acl
 	for f := range caddyfiles(t) {
 		src, err := os.ReadFile(f)
 		if err != nil {

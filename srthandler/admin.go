@@ -128,7 +128,7 @@ func viewOf(s *session.Session, now time.Time) SessionView {
 		CallerView:   linkView(st.CallerACK, st.HaveCallerACK),
 	}
 	if info, ok := s.Info.(*SessionInfo); ok {
-		si := info.Stream
+		si := info.Stream.Redact(info.SecretKeys...)
 		v.StreamID = si.Raw
 		v.Stream = StreamView{Resource: si.Resource, Host: si.Host, User: si.User, Mode: si.Mode,
 			Session: si.Session, Type: si.Type, Keys: si.Keys}

@@ -131,6 +131,11 @@ func (r *Route) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var v string
 			v, err = one()
 			r.Reject = Rejection(v)
+		case "auth":
+			if r.Auth, err = unmarshalAuth(d, args); err != nil {
+				return err
+			}
+			continue // its block is read
 		default:
 			return d.Errf("unrecognized route option '%s'", opt)
 		}

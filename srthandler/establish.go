@@ -68,10 +68,10 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 		BatchWindow:      max(0, time.Duration(h.BatchWindow)),
 		Gate:             h.gate,
 		Logger:           log,
-		Info:             &SessionInfo{Stream: *info, Route: route},
+		Info:             &SessionInfo{Stream: *info, Route: route, SecretKeys: h.secretKeys},
 		OnEnd: func(s *session.Session) {
 			state.release()
-			logSessionEnd(log, s, info)
+			logSessionEnd(log, s, info.Redact(h.secretKeys...))
 		},
 	})
 	if err := s.Start(h.registry, cl.link, cl.path); err != nil {
@@ -122,7 +122,7 @@ func (h *Handler) lostRegistration(cx *layer4.Connection, caller netip.AddrPort,
 
 // logSessionEnd writes the one Info line every session ends with: why,
 // how long, and what it carried each way.
-func logSessionEnd(log *zap.Logger, s *session.Session, info *streamid.Info) {
+func logSessionEnd(log *zap.Logger, s *session.Session, info streamid.Info) {
 	reason, err := s.Reason()
 	st := s.Stats()
 	fields := []zap.Field{
@@ -189,4 +189,6 @@ func (h *Handler) rejoin(in *datagramReader, s *session.Session, buf []byte, n i
 type SessionInfo struct {
 	Stream streamid.Info
 	Route  int
+	// SecretKeys name the keys of Stream, besides s, never to show.
+	SecretKeys []string
 }

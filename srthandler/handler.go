@@ -72,6 +72,8 @@ const pendingBuf = 2048
 //			dynamic   a <name> <port> | srv <name> | srs { refresh resolvers }
 //			lb_policy stream_hash|round_robin|random|first|least_sessions
 //			reject    <name|code>
+//			auth http <url> { timeout <d>; cache <d>; on_error reject|allow }
+//			auth jwt { key <secret|pem file> | jwks <url>; param <key> }
 //		}
 //	}
 type Handler struct {
@@ -107,6 +109,10 @@ type Handler struct {
 	passive  passivePolicy
 	releases []func()
 	allow    []netip.Prefix
+
+	// secretKeys are the stream ID keys besides s whose values are never
+	// shown: the params auth jwt routes read their tokens from.
+	secretKeys []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -136,7 +142,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.allow = allow
-	h.releases = h.startUpstreams()
+	if err := h.provisionAuth(ctx); err != nil {
+		return err
+	}
+	h.releases = append(h.releases, h.startUpstreams()...)
 	h.gate = &handshake.Gate{Jar: cookie.Process()}
 	h.registry = session.Default
 	registerMetrics(ctx.GetMetricsRegistry())
@@ -162,6 +171,9 @@ func (h *Handler) Validate() error {
 	if err := h.Limits.validate(); err != nil {
 		return err
 	}
+	if err := h.validateAuth(); err != nil {
+		return err
+	}
 	switch h.DataPath {
 	case "", "socket", "listener":
 	default:
@@ -177,6 +189,7 @@ func (h *Handler) Cleanup() error {
 	for _, release := range h.releases {
 		release()
 	}
+	h.cleanupAuth()
 	return nil
 }
 
@@ -271,10 +284,11 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 	cx := in.cx
 	hs := &d.Handshake
 	info := streamid.Parse(d.Conclusion.StreamID)
+	shown := info.Redact(h.secretKeys...) // for logs and placeholders: never a secret
 	repl := cx.Replacer()
-	setPlaceholders(repl, &info)
+	setPlaceholders(repl, &shown)
 	log := h.logger.With(
-		zap.String("stream_id", info.Raw),
+		zap.String("stream_id", shown.Raw),
 		zap.Stringer("caller", caller),
 		zap.Uint32("caller_socket", hs.SocketID),
 	)
@@ -298,7 +312,11 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		return false, h.reject(cx, hs, wire.RejXOverload, log, "too many handshakes in progress")
 	}
 	defer release()
-	candidates, err := pick(route, &info, repl, received)
+	placed, refused := h.authorize(in, route, &info, caller, hs, received, log)
+	if refused != nil {
+		return false, refused
+	}
+	candidates, err := pickOr(placed, route, &info, repl, received)
 	if errors.Is(err, errNoHealthy) {
 		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
 	}

@@ -39,6 +39,9 @@ type Route struct {
 	Dynamic *DynamicUpstreams `json:"dynamic,omitempty"`
 	// Reject rejects matching callers with this reason instead.
 	Reject Rejection `json:"reject,omitempty"`
+	// Auth admits callers (an HTTP callback or a signed token) before any
+	// upstream sees them; see auth.go.
+	Auth *Auth `json:"auth,omitempty"`
 
 	streamID, resource, host, user []glob
 	streamIDRe                     *regexp.Regexp
@@ -220,7 +223,8 @@ func (h *Handler) match(info *streamid.Info) (int, *Route) {
 	return -1, nil
 }
 
-// setPlaceholders sets the {l4.srt.*} placeholders of one caller.
+// setPlaceholders sets the {l4.srt.*} placeholders of one caller from the
+// redacted stream ID: placeholders end up in logs.
 func setPlaceholders(repl *caddy.Replacer, info *streamid.Info) {
 	repl.Set("l4.srt.stream_id", info.Raw)
 	repl.Set("l4.srt.resource", info.Resource)

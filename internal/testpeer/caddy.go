@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile" // the caddyfile adapter
+	_ "github.com/caddyserver/caddy/v2/modules/logging"       // file log writers
 	_ "github.com/caddyserver/caddy/v2/modules/metrics"       // /metrics on the admin API
 	_ "github.com/mholt/caddy-l4/layer4"
 
@@ -32,9 +33,10 @@ type Proxy struct {
 	// Addr is the UDP address the SRT listener is on.
 	Addr string
 	// Admin is the admin API address, "" when disabled.
-	Admin string
-	t     testing.TB
-	apps  map[string]any
+	Admin   string
+	logFile string
+	t       testing.TB
+	apps    map[string]any
 }
 
 // Options shape a proxy config.
@@ -46,6 +48,8 @@ type Options struct {
 	// Apps are further Caddy apps to run beside layer4, by name (e.g. an
 	// http app with the srs_heartbeat handler).
 	Apps map[string]any
+	// LogFile, when set, receives Caddy's logs as JSON lines.
+	LogFile string
 }
 
 // StartProxy starts Caddy with one layer4 UDP server whose only route
@@ -54,7 +58,7 @@ type Options struct {
 func StartProxy(t testing.TB, handler map[string]any, opt Options) *Proxy {
 	t.Helper()
 	caddyMu.Lock()
-	p := &Proxy{t: t, Addr: opt.Listen, apps: opt.Apps}
+	p := &Proxy{t: t, Addr: opt.Listen, logFile: opt.LogFile, apps: opt.Apps}
 	if p.Addr == "" {
 		p.Addr = "127.0.0.1:" + strconv.Itoa(FreeUDPPort(t))
 	}
@@ -88,9 +92,14 @@ func (p *Proxy) Config(handler map[string]any) []byte {
 	if level == "" {
 		level = "INFO"
 	}
+	logs := map[string]any{"level": level}
+	if p.logFile != "" {
+		logs["writer"] = map[string]any{"output": "file", "filename": p.logFile}
+		logs["encoder"] = map[string]any{"format": "json"}
+	}
 	cfg := map[string]any{
 		"admin":   admin,
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": level}}},
+		"logging": map[string]any{"logs": map[string]any{"default": logs}},
 		"apps": map[string]any{
 			"layer4": map[string]any{
 				"servers": map[string]any{
