@@ -176,6 +176,17 @@ func pick(r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([
 			pool = append(pool, s)
 		}
 	}
+	if r.pool != nil {
+		members := r.pool.current()
+		if members == nil && len(r.upstreams) == 0 {
+			return nil, errNoAnswerYet
+		}
+		for _, addr := range members {
+			if s := stateOf(addr); s.healthy(now) {
+				pool = append(pool, s)
+			}
+		}
+	}
 	if len(pool) == 0 {
 		return nil, errNoHealthy
 	}
