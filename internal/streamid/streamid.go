@@ -134,3 +134,25 @@ func parseMediaMTX(raw string, info *Info) bool {
 	}
 	return true
 }
+
+// Redacted is the raw stream ID with its secrets (MediaMTX's PASS, the s=
+// value) replaced by "***": the form that logs and the admin API may show.
+func (i *Info) Redacted() string {
+	if i.Secret != "" {
+		// ACTION:PATH:USER:PASS[:QUERY]: PASS is the fourth part.
+		parts := strings.SplitN(i.Raw, ":", 5)
+		parts[3] = "***"
+		return strings.Join(parts, ":")
+	}
+	body, ok := strings.CutPrefix(i.Raw, Prefix)
+	if !ok || i.Session == "" {
+		return i.Raw
+	}
+	pairs := strings.Split(body, ",")
+	for n, pair := range pairs {
+		if k, _, _ := strings.Cut(pair, "="); k == "s" {
+			pairs[n] = "s=***"
+		}
+	}
+	return Prefix + strings.Join(pairs, ",")
+}

@@ -259,6 +259,12 @@ func FuzzStreamIDParse(f *testing.F) {
 				}
 			}
 		}
+		// The redacted form never holds a secret that the rest of the ID
+		// does not spell out elsewhere.
+		red := info.Redacted()
+		if info.Secret != "" && strings.Count(red, info.Secret) >= strings.Count(raw, info.Secret) {
+			t.Fatalf("Parse(%q).Redacted() = %q keeps the secret", raw, red)
+		}
 		// Parsing is deterministic.
 		if again := Parse(raw); !reflect.DeepEqual(again, info) {
 			t.Fatalf("Parse(%q) is not deterministic", raw)
@@ -293,5 +299,23 @@ func checkPlainOrMediaMTX(t *testing.T, raw string, info Info) {
 	}
 	if !reflect.DeepEqual(info, want) {
 		t.Fatalf("MediaMTX ID %q read as %+v, want %+v", raw, info, want)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	for raw, want := range map[string]string{
+		"read:a/b:bob:hunter2":          "read:a/b:bob:***",
+		"publish:a:bob:hunter2:q=1":     "publish:a:bob:***:q=1",
+		"read:a:q":                      "read:a:q",
+		"#!::r=a,s=tok,u=b":             "#!::r=a,s=***,u=b",
+		"#!::s=one,r=a,s=two":           "#!::s=***,r=a,s=***",
+		"#!::r=a,u=b":                   "#!::r=a,u=b",
+		"live/x":                        "live/x",
+		"#!::r=a,s=k=v,x=s=not-session": "#!::r=a,s=***,x=s=not-session",
+	} {
+		info := Parse(raw)
+		if got := info.Redacted(); got != want {
+			t.Errorf("Redacted(%q) = %q, want %q", raw, got, want)
+		}
 	}
 }
