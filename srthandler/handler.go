@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/srtroute/caddy-l4-srt/internal/cookie"
+	"github.com/srtroute/caddy-l4-srt/internal/directory"
 	"github.com/srtroute/caddy-l4-srt/internal/handshake"
 	"github.com/srtroute/caddy-l4-srt/internal/session"
 	"github.com/srtroute/caddy-l4-srt/internal/streamid"
@@ -60,6 +61,8 @@ const pendingBuf = 2048
 //		max_sessions      <n>          # default 10000
 //		max_pending       <n>          # handshakes in progress; default 1024
 //		max_pending_per_ip <n>         # default 32
+//		directory redis <host:port> { password db key_prefix ttl }
+//		publisher_conflict follow|reject
 //		route {
 //			stream_id        <glob...>
 //			stream_id_regexp <regexp>
@@ -93,6 +96,12 @@ type Handler struct {
 	BatchWindow caddy.Duration `json:"batch_window,omitempty"`
 	HealthOptions
 	Limits
+	// Directory shares the stream directory (stream key -> the upstream of
+	// its live publisher) through Redis; default: this process's memory.
+	Directory *DirectoryConfig `json:"directory,omitempty"`
+	// PublisherConflict is what a second publisher of a live stream gets:
+	// "follow" (default: the same upstream) or "reject" (conflict, 1409).
+	PublisherConflict string `json:"publisher_conflict,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []*Route `json:"routes,omitempty"`
 
@@ -101,6 +110,7 @@ type Handler struct {
 	registry *session.Registry
 	passive  passivePolicy
 	releases []func()
+	mirror   *directory.Mirror // the shared directory store, if any
 }
 
 // CaddyModule returns the Caddy module information.
@@ -129,6 +139,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.gate = &handshake.Gate{Jar: cookie.Process()}
 	h.registry = session.Default
 	registerMetrics(ctx.GetMetricsRegistry())
+	h.provisionDirectory(ctx.GetMetricsRegistry(), h.logger)
 	return nil
 }
 
@@ -149,6 +160,9 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	if err := h.Limits.validate(); err != nil {
+		return err
+	}
+	if err := h.validateDirectory(); err != nil {
 		return err
 	}
 	switch h.DataPath {
@@ -287,7 +301,11 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		return false, h.reject(cx, hs, wire.RejXOverload, log, "too many handshakes in progress")
 	}
 	defer release()
-	candidates, err := pick(route, &info, repl, received)
+	candidates, placed, err := h.place(route, &info, repl, received)
+	defer placed.abandon()
+	if errors.Is(err, errConflict) {
+		return false, h.reject(cx, hs, wire.RejXConflict, log, err.Error())
+	}
 	if errors.Is(err, errNoHealthy) {
 		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
 	}
@@ -324,6 +342,7 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		log.Info("upstream rejected caller", zap.Stringer("reason", res.reason), zap.Uint32("code", uint32(res.reason)))
 		return false, res.response
 	}
+	res.placement = placed
 	return h.establish(in, caller, hs, &info, idx, res, received, log)
 }
 
