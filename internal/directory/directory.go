@@ -65,7 +65,8 @@ var Instance = func() string {
 
 // Table is this process's record of its live streams.
 type Table struct {
-	mu      sync.Mutex
+	instance string
+	mu       sync.Mutex
 	streams map[Key]*stream
 	seq     uint64
 	// mirror, when set, is told of every change, to share it.
@@ -88,13 +89,16 @@ type Publisher struct {
 	ended    bool
 }
 
-var process = &Table{streams: map[Key]*stream{}}
+var process = NewTable(Instance)
 
 // Process returns the process-wide table.
 func Process() *Table { return process }
 
-// NewTable returns an empty table (tests).
-func NewTable() *Table { return &Table{streams: map[Key]*stream{}} }
+// NewTable returns an empty table of the named instance (tests run
+// several instances in one process).
+func NewTable(instance string) *Table {
+	return &Table{instance: instance, streams: map[Key]*stream{}}
+}
 
 // Newest returns this process's entry of key: where its newest live
 // publisher went.
@@ -109,7 +113,7 @@ func (t *Table) entryLocked(key Key) (Entry, bool) {
 	if s == nil || len(s.pubs) == 0 {
 		return Entry{}, false
 	}
-	e := Entry{Key: key, Instance: Instance, Publishers: len(s.pubs), Players: s.players}
+	e := Entry{Key: key, Instance: t.instance, Publishers: len(s.pubs), Players: s.players}
 	for _, p := range s.pubs {
 		if p.upstream != "" && !p.since.Before(e.Since) {
 			e.Upstream, e.Since = p.upstream, p.since
@@ -126,7 +130,7 @@ func (t *Table) Entries() []Entry {
 	for k, s := range t.streams {
 		e, ok := t.entryLocked(k)
 		if !ok {
-			e = Entry{Key: k, Instance: Instance, Players: s.players}
+			e = Entry{Key: k, Instance: t.instance, Players: s.players}
 		}
 		out = append(out, e)
 	}

@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +34,8 @@ type RedisOptions struct {
 	TTL            time.Duration
 	// Timeout bounds dialing, each read and each write.
 	Timeout time.Duration
+	// Instance is the ID the entries are written under; default Instance.
+	Instance string
 }
 
 // NewRedis returns a store on a Redis server. It does not connect yet.
@@ -47,7 +50,7 @@ func NewRedis(o RedisOptions) *Redis {
 			// second round trip.
 			DisableIdentity: true,
 		}),
-		prefix: o.Prefix, instance: Instance, ttl: o.TTL,
+		prefix: o.Prefix, instance: cmp.Or(o.Instance, Instance), ttl: o.TTL,
 	}
 }
 
@@ -58,7 +61,7 @@ func (r *Redis) stream(k Key) string {
 	return url.QueryEscape(k.Host) + ":" + url.QueryEscape(k.Resource)
 }
 
-func (r *Redis) setKey(k Key) string   { return r.prefix + "i:" + r.stream(k) }
+func (r *Redis) setKey(k Key) string    { return r.prefix + "i:" + r.stream(k) }
 func (r *Redis) entryBase(k Key) string { return r.prefix + "s:" + r.stream(k) + ":" }
 
 // findScript returns the live entries of one stream and drops the IDs of
