@@ -24,6 +24,7 @@ func init() {
 //
 //	GET    /srt/sessions        every live session, as JSON
 //	DELETE /srt/sessions/<id>   end one (SHUTDOWN to both sides)
+//	GET    /srt/streams         every live stream, its upstream and instance
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -39,6 +40,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/srt/sessions", Handler: caddy.AdminHandlerFunc(a.sessions)},
 		{Pattern: "/srt/sessions/", Handler: caddy.AdminHandlerFunc(a.session)},
+		{Pattern: "/srt/streams", Handler: caddy.AdminHandlerFunc(a.streams)},
 	}
 }
 

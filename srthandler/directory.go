@@ -1,8 +1,10 @@
 package srthandler
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -270,4 +272,30 @@ func (h *Handler) unmarshalDirectory(d *caddyfile.Dispenser, opt string) error {
 	}
 	h.Directory = &DirectoryConfig{Redis: r}
 	return nil
+}
+
+// LiveStreamView is one live stream as GET /srt/streams reports it: this
+// instance's streams, and other instances' from the shared store.
+type LiveStreamView = directory.Entry
+
+// streams serves GET /srt/streams.
+func (a *AdminAPI) streams(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed; use GET", r.Method)}
+	}
+	t := directory.Process()
+	out := t.Entries()
+	if m := t.Mirror(); m != nil {
+		others, err := m.List()
+		if err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadGateway, Err: fmt.Errorf("listing the shared directory: %w", err)}
+		}
+		for _, e := range others {
+			if e.Instance != directory.Instance {
+				out = append(out, e)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
 }

@@ -67,8 +67,8 @@ var Instance = func() string {
 type Table struct {
 	instance string
 	mu       sync.Mutex
-	streams map[Key]*stream
-	seq     uint64
+	streams  map[Key]*stream
+	seq      uint64
 	// mirror, when set, is told of every change, to share it.
 	mirror atomic.Pointer[Mirror]
 }
@@ -271,3 +271,6 @@ func Newest(es []Entry) (Entry, bool) {
 	}
 	return best, found
 }
+
+// Mirror returns the store the table is shared through, nil when none.
+func (t *Table) Mirror() *Mirror { return t.mirror.Load() }
