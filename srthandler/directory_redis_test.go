@@ -2,6 +2,7 @@ package srthandler_test
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -110,4 +111,51 @@ func TestDirectoryRedisSharedBetweenInstances(t *testing.T) {
 	start := time.Now()
 	waitFor(t, ttl/3+2*time.Second, "the publisher back in the restarted redis", func() bool { return seen() == backends[home].Addr() })
 	t.Logf("entry back in the restarted redis after %v (refresh every %v)", time.Since(start), ttl/3)
+}
+
+// TestDirectoryConnectTimeReport measures what the Redis directory adds to
+// a caller's connect time against the in-memory one: the median of 100
+// libsrt connects of players of a live stream each, same run, same origin.
+func TestDirectoryConnectTimeReport(t *testing.T) {
+	const repeat = 100
+	r := testpeer.StartRedis(t)
+	b := startBackend(t, "b")
+	memory := map[string]any{"routes": []any{routeTo("", b.Addr())}}
+	withRedis := map[string]any{
+		"directory": map[string]any{"redis": map[string]any{"address": r.Addr}},
+		"routes":    []any{routeTo("", b.Addr())},
+	}
+	p := testpeer.StartProxy(t, memory, testpeer.Options{Admin: true})
+	pub, err := testpeer.Dial(p.Addr, "#!::r=live/timing,m=publish", testpeer.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	median := func(name string) time.Duration {
+		res := testpeer.RunCaller(t, p.Addr, "#!::r=live/timing", testpeer.CallerOptions{Repeat: repeat})
+		var took []time.Duration
+		for _, a := range res.Attempts {
+			if !a.Connected {
+				t.Fatalf("%s: attempt %d: %v", name, len(took)+1, a)
+			}
+			took = append(took, a.Took)
+		}
+		if len(took) != repeat {
+			t.Fatalf("%s: %d attempts, want %d", name, len(took), repeat)
+		}
+		slices.Sort(took)
+		m := (took[repeat/2-1] + took[repeat/2]) / 2
+		t.Logf("%s: median connect time %v (min %v, max %v) over %d connects", name, m, took[0], took[repeat-1], repeat)
+		return m
+	}
+	mem := median("memory directory")
+	if err := p.Reload(withRedis); err != nil {
+		t.Fatal(err)
+	}
+	red := median("redis directory")
+	if err := p.Reload(memory); err != nil {
+		t.Fatal(err)
+	}
+	mem2 := median("memory directory, again")
+	t.Logf("redis directory adds %v to the median connect (memory: %v and %v)", red-(mem+mem2)/2, mem, mem2)
 }
