@@ -141,3 +141,63 @@ func TestDirectoryPublisherConflict(t *testing.T) {
 		}
 	}
 }
+
+// An origin dies; its publishers reconnect and land on the other; the
+// origin comes back (active health checks on): players follow the
+// publishers where they are now, not the hash that points back.
+func TestDirectoryOriginFailsAndReturns(t *testing.T) {
+	backends := map[string]*srtbackend.Server{"a": startBackend(t, "a"), "b": startBackend(t, "b")}
+	p := testpeer.StartProxy(t, map[string]any{
+		"health_interval": "200ms",
+		"health_timeout":  "150ms",
+		"health_fails":    1,
+		"health_passes":   1,
+		"fail_duration":   -1,
+		"routes":          []any{routeTo("", backends["a"].Addr(), backends["b"].Addr())},
+	}, testpeer.Options{})
+
+	const streams = 10
+	home := map[int]string{}
+	for i := range streams {
+		home[i], _ = dialWhere(t, p.Addr, fmt.Sprintf("#!::r=live/m%d,m=publish", i), backends, true)
+	}
+	dead := home[0]
+	addr := backends[dead].Addr()
+	backends[dead].Close()
+	time.Sleep(600 * time.Millisecond) // a check interval or two
+	moved := 0
+	for i := range streams {
+		if home[i] == dead {
+			// The publisher reconnects, as encoders do.
+			home[i], _ = dialWhere(t, p.Addr, fmt.Sprintf("#!::r=live/m%d,m=publish", i), backends, true)
+			if home[i] == dead || home[i] == "" {
+				t.Fatalf("publisher of live/m%d reconnected to %q", i, home[i])
+			}
+			moved++
+		}
+	}
+	revived := &srtbackend.Server{Name: dead}
+	if err := revived.Listen(addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(revived.Close)
+	backends[dead] = revived
+	time.Sleep(600 * time.Millisecond)
+	// Back in the pool: a new stream that hashes to it gets there.
+	back := false
+	for i := range 20 {
+		if got, _ := dialWhere(t, p.Addr, fmt.Sprintf("#!::r=live/fresh%d,m=publish", i), backends, false); got == dead {
+			back = true
+			break
+		}
+	}
+	if !back {
+		t.Fatalf("%s never came back into the pool", dead)
+	}
+	for i := range streams {
+		if got, _ := dialWhere(t, p.Addr, fmt.Sprintf("#!::r=live/m%d", i), backends, false); got != home[i] {
+			t.Errorf("player of live/m%d reached %q, its publisher is on %s", i, got, home[i])
+		}
+	}
+	t.Logf("%d of %d publishers moved off %s; their players followed them", moved, streams, dead)
+}
