@@ -2,6 +2,7 @@ package srthandler_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -158,4 +159,53 @@ func TestDirectoryConnectTimeReport(t *testing.T) {
 	}
 	mem2 := median("memory directory, again")
 	t.Logf("redis directory adds %v to the median connect (memory: %v and %v)", red-(mem+mem2)/2, mem, mem2)
+}
+
+// Two Caddy processes share one Redis. Publishers come in through a second
+// Caddy (a process of its own, listing origins a and b); players through
+// this one, whose fleet has grown to a, b and c: every player meets its
+// publisher. The second Caddy is then killed with SIGKILL: its entries,
+// listed before, are gone within the TTL.
+func TestDirectoryRedisTwoCaddies(t *testing.T) {
+	r := testpeer.StartRedis(t)
+	const ttl = time.Second
+	backends := map[string]*srtbackend.Server{"a": startBackend(t, "a"), "b": startBackend(t, "b"), "c": startBackend(t, "c")}
+	handler := func(names ...string) map[string]any {
+		var addrs []string
+		for _, n := range names {
+			addrs = append(addrs, backends[n].Addr())
+		}
+		return map[string]any{
+			"directory": map[string]any{"redis": map[string]any{"address": r.Addr, "ttl": ttl.String()}},
+			"routes":    []any{routeTo("", addrs...)},
+		}
+	}
+	second := testpeer.StartCaddyProcess(t, handler("a", "b"))
+	p := testpeer.StartProxy(t, handler("a", "b", "c"), testpeer.Options{Admin: true})
+
+	const streams = 12
+	home := map[int]string{}
+	for i := range streams {
+		home[i], _ = dialWhere(t, second.Addr, fmt.Sprintf("#!::r=live/two%d,m=publish", i), backends, true)
+	}
+	others := func() int {
+		n := 0
+		for _, s := range liveStreams(t, p) {
+			if s.Instance != directory.Instance && s.Publishers > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, 2*time.Second, "the second Caddy's streams listed", func() bool { return others() == streams })
+	for i := range streams {
+		if got, _ := dialWhere(t, p.Addr, fmt.Sprintf("#!::r=live/two%d", i), backends, false); got != home[i] {
+			t.Errorf("player of live/two%d through this Caddy reached %q, its publisher (through the other) is on %s", i, got, home[i])
+		}
+	}
+
+	second.Kill()
+	start := time.Now()
+	waitFor(t, ttl+time.Second, "the killed Caddy's entries gone", func() bool { return others() == 0 })
+	t.Logf("a SIGKILLed instance's entries were gone after %v (ttl %v)", time.Since(start), ttl)
 }
