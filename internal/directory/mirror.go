@@ -133,7 +133,7 @@ func (m *Mirror) result(err error) bool {
 	if m.down.CompareAndSwap(true, false) {
 		m.log.Info("stream directory store reachable again")
 		// What changed meanwhile was not written: write it all.
-		go m.dirtyAll()
+		m.dirtyAll()
 	}
 	return true
 }
