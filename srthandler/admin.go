@@ -25,6 +25,7 @@ func init() {
 //	GET    /srt/sessions        every live session, as JSON
 //	DELETE /srt/sessions/<id>   end one (SHUTDOWN to both sides)
 //	GET    /srt/upstreams       every upstream a route serves or a session uses
+//	GET    /srt/streams         every live stream, its upstream and instance
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -41,6 +42,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/srt/sessions", Handler: caddy.AdminHandlerFunc(a.sessions)},
 		{Pattern: "/srt/sessions/", Handler: caddy.AdminHandlerFunc(a.session)},
 		{Pattern: "/srt/upstreams", Handler: caddy.AdminHandlerFunc(a.upstreams)},
+		{Pattern: "/srt/streams", Handler: caddy.AdminHandlerFunc(a.streams)},
 	}
 }
 

@@ -191,15 +191,6 @@ func (h *Handler) authorize(in *datagramReader, route *Route, info *streamid.Inf
 	return []*upstreamState{s}, nil
 }
 
-// pickOr returns the upstream auth placed the caller on, or else the
-// route policy's choice.
-func pickOr(placed []*upstreamState, r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([]*upstreamState, error) {
-	if placed != nil {
-		return placed, nil
-	}
-	return pick(r, info, repl, now)
-}
-
 // authRequest is the JSON body of the callback.
 type authRequest struct {
 	StreamID string            `json:"stream_id"`

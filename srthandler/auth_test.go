@@ -2,7 +2,6 @@ package srthandler_test
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -69,27 +68,6 @@ func startAuthServer(t *testing.T) *authServer {
 	return a
 }
 
-// udpSink is an "origin" that counts every datagram it gets.
-func udpSink(t *testing.T) (addr string, got *atomic.Int64) {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = new(atomic.Int64)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := c.ReadFrom(buf); err != nil {
-				return
-			}
-			got.Add(1)
-		}
-	}()
-	t.Cleanup(func() { c.Close() })
-	return c.LocalAddr().String(), got
-}
-
 func authRoute(url string, opts map[string]any, resource string, upstream ...string) map[string]any {
 	h := map[string]any{"url": url}
 	for k, v := range opts {
@@ -103,17 +81,17 @@ func TestAuthHTTP(t *testing.T) {
 	main := startBackend(t, "main")
 	placed := startBackend(t, "placed")
 	a.place = placed.Addr()
-	sink, sunk := udpSink(t)
+	sink := testpeer.StartSink(t)
 	down := "http://127.0.0.1:" + itoa(testpeer.FreeTCPPort(t)) + "/auth"
 	p := testpeer.StartProxy(t, map[string]any{
 		"routes": []any{
 			authRoute(a.URL, map[string]any{"timeout": "300ms", "on_error": "allow"}, "slowallow/*", main.Addr()),
 			authRoute(a.URL, map[string]any{"cache": "10s"}, "cached/*", main.Addr()),
-			authRoute(down, nil, "down/*", sink),
+			authRoute(down, nil, "down/*", sink.Addr),
 			authRoute(a.URL, map[string]any{"timeout": "300ms"}, "ok/*", main.Addr()),
 			authRoute(a.URL, map[string]any{"timeout": "300ms"}, "place/*", main.Addr()),
 			// Every refusal below would reach this counting origin.
-			authRoute(a.URL, map[string]any{"timeout": "300ms"}, "*", sink),
+			authRoute(a.URL, map[string]any{"timeout": "300ms"}, "*", sink.Addr),
 		},
 	}, testpeer.Options{})
 
@@ -157,7 +135,7 @@ func TestAuthHTTP(t *testing.T) {
 			t.Errorf("%q: answered after %v, past handshake_timeout", c.id, took)
 		}
 	}
-	if n := sunk.Load(); n != 0 {
+	if n := sink.Datagrams(); n != 0 {
 		t.Errorf("the origin of refused callers got %d datagrams", n)
 	}
 	waitFor(t, 2*time.Second, "admitted callers at their origins", func() bool {
@@ -202,11 +180,11 @@ func TestAuthHTTP(t *testing.T) {
 func TestInteropAuthHTTP(t *testing.T) {
 	a := startAuthServer(t)
 	b := startBackend(t, "b")
-	sink, sunk := udpSink(t)
+	sink := testpeer.StartSink(t)
 	p := testpeer.StartProxy(t, map[string]any{
 		"routes": []any{
 			authRoute(a.URL, nil, "ponder/*", b.Addr()),
-			authRoute(a.URL, nil, "*", sink),
+			authRoute(a.URL, nil, "*", sink.Addr),
 		},
 	}, testpeer.Options{})
 	for _, c := range []struct {
@@ -229,7 +207,7 @@ func TestInteropAuthHTTP(t *testing.T) {
 	if n := a.posts.Load() - before; n != 1 {
 		t.Errorf("one libsrt caller repeating its conclusion: %d POSTs, want 1", n)
 	}
-	if n := sunk.Load(); n != 0 {
+	if n := sink.Datagrams(); n != 0 {
 		t.Errorf("the origin of refused callers got %d datagrams", n)
 	}
 }
@@ -265,12 +243,12 @@ func itoa(n int) string {
 func TestAuthJWTEndToEnd(t *testing.T) {
 	secret := []byte("end-to-end-secret-of-32-bytes-000")
 	b := startBackend(t, "b")
-	sink, sunk := udpSink(t)
+	sink := testpeer.StartSink(t)
 	p := testpeer.StartProxy(t, map[string]any{
 		"routes": []any{
 			map[string]any{"resource": []string{"live/*"}, "to": to(b.Addr()),
 				"auth": map[string]any{"jwt": map[string]any{"key": string(secret)}}},
-			map[string]any{"to": to(sink),
+			map[string]any{"to": to(sink.Addr),
 				"auth": map[string]any{"jwt": map[string]any{"key": string(secret)}}},
 		},
 	}, testpeer.Options{})
@@ -303,7 +281,7 @@ func TestAuthJWTEndToEnd(t *testing.T) {
 		}
 	}
 	waitFor(t, 2*time.Second, "the admitted caller at the origin", func() bool { return len(b.Conns()) == 1 })
-	if n := sunk.Load(); n != 0 {
+	if n := sink.Datagrams(); n != 0 {
 		t.Errorf("the origin of refused callers got %d datagrams", n)
 	}
 }

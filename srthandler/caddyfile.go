@@ -70,6 +70,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			d.NextArg()
 			h.DataPath = d.Val()
+		case "directory", "publisher_conflict":
+			if err := h.unmarshalDirectory(d, opt); err != nil {
+				return err
+			}
 		case "route":
 			r := new(Route)
 			if err := r.unmarshalCaddyfile(d); err != nil {

@@ -56,6 +56,8 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 		log = log.With(zap.Uint32("substitute_socket", substitute))
 	}
 	state := res.state
+	log = log.With(zap.String("placement", res.placement.how))
+	leave := res.placement.established(info, state.addr)
 	s := session.New(session.Config{
 		Caller:           caller,
 		CallerSocket:     hs.SocketID,
@@ -70,11 +72,13 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 		Logger:           log,
 		Info:             &SessionInfo{Stream: *info, Route: route, SecretKeys: h.secretKeys},
 		OnEnd: func(s *session.Session) {
+			leave()
 			state.release()
 			logSessionEnd(log, s, info.Redact(h.secretKeys...))
 		},
 	})
 	if err := s.Start(h.registry, cl.link, cl.path); err != nil {
+		leave()
 		return h.lostRegistration(cx, caller, hs, res, cl, log, err)
 	}
 	cx.Replacer().Set("l4.srt.session_id", s.ID)

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/srtroute/caddy-l4-srt/internal/cookie"
+	"github.com/srtroute/caddy-l4-srt/internal/directory"
 	"github.com/srtroute/caddy-l4-srt/internal/handshake"
 	"github.com/srtroute/caddy-l4-srt/internal/session"
 	"github.com/srtroute/caddy-l4-srt/internal/streamid"
@@ -61,6 +62,8 @@ const pendingBuf = 2048
 //		max_pending       <n>          # handshakes in progress; default 1024
 //		max_pending_per_ip <n>         # default 32
 //		upstream_allow    <cidr...>    # where upstreams not in the config may be
+//		directory redis <host:port> { password db key_prefix ttl }
+//		publisher_conflict follow|reject
 //		route {
 //			stream_id        <glob...>
 //			stream_id_regexp <regexp>
@@ -100,6 +103,12 @@ type Handler struct {
 	// UpstreamAllow lists the CIDR ranges upstreams not fixed in the
 	// config may be in: SRS origins that sent heartbeats (dynamic srs).
 	UpstreamAllow []string `json:"upstream_allow,omitempty"`
+	// Directory shares the stream directory (stream key -> the upstream of
+	// its live publisher) through Redis; default: this process's memory.
+	Directory *DirectoryConfig `json:"directory,omitempty"`
+	// PublisherConflict is what a second publisher of a live stream gets:
+	// "follow" (default: the same upstream) or "reject" (conflict, 1409).
+	PublisherConflict string `json:"publisher_conflict,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []*Route `json:"routes,omitempty"`
 
@@ -113,6 +122,7 @@ type Handler struct {
 	// secretKeys are the stream ID keys besides s whose values are never
 	// shown: the params auth jwt routes read their tokens from.
 	secretKeys []string
+	mirror     *directory.Mirror // the shared directory store, if any
 }
 
 // CaddyModule returns the Caddy module information.
@@ -149,6 +159,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.gate = &handshake.Gate{Jar: cookie.Process()}
 	h.registry = session.Default
 	registerMetrics(ctx.GetMetricsRegistry())
+	h.provisionDirectory(ctx.GetMetricsRegistry(), h.logger)
 	return nil
 }
 
@@ -172,6 +183,9 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	if err := h.validateAuth(); err != nil {
+		return err
+	}
+	if err := h.validateDirectory(); err != nil {
 		return err
 	}
 	switch h.DataPath {
@@ -312,11 +326,15 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		return false, h.reject(cx, hs, wire.RejXOverload, log, "too many handshakes in progress")
 	}
 	defer release()
-	placed, refused := h.authorize(in, route, &info, caller, hs, received, log)
+	authPlaced, refused := h.authorize(in, route, &info, caller, hs, received, log)
 	if refused != nil {
 		return false, refused
 	}
-	candidates, err := pickOr(placed, route, &info, repl, received)
+	candidates, placed, err := h.place(route, &info, repl, received, authPlaced)
+	defer placed.abandon()
+	if errors.Is(err, errConflict) {
+		return false, h.reject(cx, hs, wire.RejXConflict, log, err.Error())
+	}
 	if errors.Is(err, errNoHealthy) {
 		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
 	}
@@ -353,6 +371,7 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		log.Info("upstream rejected caller", zap.Stringer("reason", res.reason), zap.Uint32("code", uint32(res.reason)))
 		return false, res.response
 	}
+	res.placement = placed
 	return h.establish(in, caller, hs, &info, idx, res, received, log)
 }
 

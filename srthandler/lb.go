@@ -190,7 +190,7 @@ func pick(r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([
 	if len(pool) == 0 {
 		return nil, errNoHealthy
 	}
-	take(r.policy, pool, info.Host+"\x00"+info.Resource)
+	take(r.policy, pool, info.Key())
 	return pool, nil
 }
 

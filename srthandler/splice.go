@@ -28,6 +28,7 @@ type spliced struct {
 	response       []byte
 	rejected       bool
 	reason         wire.RejectReason
+	placement      *placement // set once accepted, for establish
 }
 
 // callerHello is the caller's side of a splice.

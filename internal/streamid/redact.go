@@ -27,6 +27,9 @@ func (info Info) Redact(secretKeys ...string) Info {
 	if out.Session != "" {
 		out.Session = Mask
 	}
+	if out.Secret != "" {
+		out.Secret = Mask
+	}
 	cloned := false // info.Keys is shared: write only to a copy
 	for k, v := range info.Keys {
 		if v != "" && isSecretKey(k, secretKeys) {

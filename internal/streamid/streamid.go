@@ -1,6 +1,7 @@
 // Package streamid reads an SRT stream ID the way SRT servers do: libsrt's
 // access-control syntax (#!::key=value,...), SRS's legacy h=app/stream and
-// h=vhost/app/stream forms, and plain IDs, which are the resource itself.
+// h=vhost/app/stream forms, MediaMTX's publish:PATH / read:PATH forms, and
+// plain IDs, which are the resource itself.
 package streamid
 
 import "strings"
@@ -36,6 +37,18 @@ type Info struct {
 	Type string
 	// Keys holds the keys that are not standard, in the caller's spelling.
 	Keys map[string]string
+	// Secret is MediaMTX's PASS. It is kept apart from every other field so
+	// that nothing meant for logs, metrics or the admin API carries it.
+	Secret string
+	// Query is the QUERY part of MediaMTX's form, "" when absent.
+	Query string
+}
+
+// Key is the stream key: host and resource, what stream_hash hashes and
+// the directory records. A publisher and the players of one stream share
+// it in every form of stream ID.
+func (i *Info) Key() string {
+	return i.Host + "\x00" + i.Resource
 }
 
 // Parse reads a stream ID. It never fails: whatever does not fit the
@@ -44,7 +57,9 @@ func Parse(raw string) Info {
 	info := Info{Raw: raw, Mode: ModeRequest, Type: "stream"}
 	body, ok := strings.CutPrefix(raw, Prefix)
 	if !ok {
-		info.Resource = raw
+		if !parseMediaMTX(raw, &info) {
+			info.Resource = raw
+		}
 		return info
 	}
 	for pair := range strings.SplitSeq(body, ",") {
@@ -83,4 +98,39 @@ func Parse(raw string) Info {
 		}
 	}
 	return info
+}
+
+// parseMediaMTX reads MediaMTX's form, ACTION:PATH[:QUERY] or
+// ACTION:PATH:USER:PASS[:QUERY] with ACTION publish or read, as MediaMTX
+// splits it: on every colon, so none of the parts can hold one. Anything
+// else is left to be a plain ID.
+func parseMediaMTX(raw string, info *Info) bool {
+	action, rest, ok := strings.Cut(raw, ":")
+	if !ok {
+		return false
+	}
+	var mode string
+	switch action {
+	case "publish":
+		mode = ModePublish
+	case "read":
+		mode = ModeRequest
+	default:
+		return false
+	}
+	parts := strings.Split(rest, ":")
+	if len(parts) > 4 || parts[0] == "" {
+		return false
+	}
+	info.Mode, info.Resource = mode, parts[0]
+	switch len(parts) {
+	case 2:
+		info.Query = parts[1]
+	case 3, 4:
+		info.User, info.Secret = parts[1], parts[2]
+		if len(parts) == 4 {
+			info.Query = parts[3]
+		}
+	}
+	return true
 }

@@ -21,7 +21,8 @@ func TestParse(t *testing.T) {
 		{"", Info{Mode: ModeRequest, Type: "stream"}},
 		{"live/stream", Info{Resource: "live/stream", Mode: ModeRequest, Type: "stream"}},
 		{"hello", Info{Resource: "hello", Mode: ModeRequest, Type: "stream"}},
-		{"publish:cam1", Info{Resource: "publish:cam1", Mode: ModeRequest, Type: "stream"}},
+		{"Publish:cam1", Info{Resource: "Publish:cam1", Mode: ModeRequest, Type: "stream"}},
+		{"play:cam1", Info{Resource: "play:cam1", Mode: ModeRequest, Type: "stream"}},
 		{"r=live,m=publish", Info{Resource: "r=live,m=publish", Mode: ModeRequest, Type: "stream"}},
 		{"#!:r=x", Info{Resource: "#!:r=x", Mode: ModeRequest, Type: "stream"}},
 		{" #!::r=x", Info{Resource: " #!::r=x", Mode: ModeRequest, Type: "stream"}},
@@ -47,6 +48,21 @@ func TestParse(t *testing.T) {
 		{"#!::R=x", Info{Mode: ModeRequest, Type: "stream", Keys: map[string]string{"R": "x"}}},
 		{"#!::r=straße/żółw,u=日本", Info{Resource: "straße/żółw", User: "日本", Mode: ModeRequest, Type: "stream"}},
 
+		// MediaMTX's form: ACTION:PATH[:USER:PASS][:QUERY].
+		{"publish:cam1", Info{Resource: "cam1", Mode: ModePublish, Type: "stream"}},
+		{"read:cam1", Info{Resource: "cam1", Mode: ModeRequest, Type: "stream"}},
+		{"publish:field/cam1", Info{Resource: "field/cam1", Mode: ModePublish, Type: "stream"}},
+		{"read:field/cam1:tok=1", Info{Resource: "field/cam1", Query: "tok=1", Mode: ModeRequest, Type: "stream"}},
+		{"read:field/cam1:bob:hunter2", Info{Resource: "field/cam1", User: "bob", Secret: "hunter2", Mode: ModeRequest, Type: "stream"}},
+		{"publish:a:bob:hunter2:x=1&y=2", Info{Resource: "a", User: "bob", Secret: "hunter2", Query: "x=1&y=2", Mode: ModePublish, Type: "stream"}},
+		{"publish:a::", Info{Resource: "a", Mode: ModePublish, Type: "stream"}},
+		{"read:a:", Info{Resource: "a", Mode: ModeRequest, Type: "stream"}},
+		// Not MediaMTX's form: no path, or too many parts.
+		{"publish:", Info{Resource: "publish:", Mode: ModeRequest, Type: "stream"}},
+		{"read::u:p", Info{Resource: "read::u:p", Mode: ModeRequest, Type: "stream"}},
+		{"publish:a:b:c:d:e", Info{Resource: "publish:a:b:c:d:e", Mode: ModeRequest, Type: "stream"}},
+		{"publish", Info{Resource: "publish", Mode: ModeRequest, Type: "stream"}},
+
 		// SRS's legacy h= forms.
 		{"#!::h=live/stream", Info{Resource: "live/stream", Mode: ModeRequest, Type: "stream"}},
 		{"#!::h=live/stream,m=publish", Info{Resource: "live/stream", Mode: ModePublish, Type: "stream"}},
@@ -67,6 +83,34 @@ func TestParse(t *testing.T) {
 				t.Fatalf("Parse(%q) =\n %+v\nwant\n %+v", tc.raw, got, want)
 			}
 		})
+	}
+}
+
+// A publisher and its players share a stream key in every form; other
+// streams do not.
+func TestKey(t *testing.T) {
+	for _, group := range [][]string{
+		{"live/cam1", "#!::r=live/cam1,m=publish", "#!::h=live/cam1", "publish:live/cam1", "read:live/cam1:u:p:q", "#!::r=live/cam1,s=x,u=y"},
+		{"#!::h=vhost/live/cam1,m=publish", "#!::h=vhost,r=live/cam1", "#!::r=live/cam1,h=vhost"},
+		{"live/cam2", "publish:live/cam2", "read:live/cam2:q"},
+	} {
+		want := Parse(group[0])
+		for _, id := range group[1:] {
+			got := Parse(id)
+			if got.Key() != want.Key() {
+				t.Errorf("%q has key %q, %q has %q", id, got.Key(), group[0], want.Key())
+			}
+		}
+	}
+	for _, pair := range [][2]string{
+		{"live/cam1", "#!::h=vhost/live/cam1"},
+		{"#!::h=a,r=bc", "#!::h=ab,r=c"},
+		{"publish:live/cam1", "publish:live/cam10"},
+	} {
+		a, b := Parse(pair[0]), Parse(pair[1])
+		if a.Key() == b.Key() {
+			t.Errorf("%q and %q share key %q", pair[0], pair[1], a.Key())
+		}
 	}
 }
 
@@ -158,7 +202,8 @@ func TestWriteSeedCorpus(t *testing.T) {
 }
 
 func FuzzStreamIDParse(f *testing.F) {
-	for _, s := range []string{"", "#!::", "#!::r=a,m=publish,u=b,h=c,s=d,t=file,x=y=z", "#!::h=a/b/c", "#!::h=a/b", "#!::h=/", "#!::,=,,"} {
+	for _, s := range []string{"", "#!::", "#!::r=a,m=publish,u=b,h=c,s=d,t=file,x=y=z", "#!::h=a/b/c", "#!::h=a/b", "#!::h=/", "#!::,=,,",
+		"publish:a", "read:a/b:q", "read:a:u:p", "publish:a:u:p:q", "publish:a:u:p:q:x", "read::", "publish:"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -167,9 +212,7 @@ func FuzzStreamIDParse(f *testing.F) {
 			t.Fatalf("Parse(%q).Raw = %q", raw, info.Raw)
 		}
 		if !strings.HasPrefix(raw, Prefix) {
-			if !reflect.DeepEqual(info, Info{Raw: raw, Resource: raw, Mode: ModeRequest, Type: "stream"}) {
-				t.Fatalf("plain ID %q read as %+v", raw, info)
-			}
+			checkPlainOrMediaMTX(t, raw, info)
 			return
 		}
 		body := raw[len(Prefix):]
@@ -216,9 +259,63 @@ func FuzzStreamIDParse(f *testing.F) {
 				}
 			}
 		}
+		// The redacted form never holds a secret that the rest of the ID
+		// does not spell out elsewhere.
+		red := info.Redacted()
+		if info.Secret != "" && strings.Count(red, info.Secret) >= strings.Count(raw, info.Secret) {
+			t.Fatalf("Parse(%q).Redacted() = %q keeps the secret", raw, red)
+		}
 		// Parsing is deterministic.
 		if again := Parse(raw); !reflect.DeepEqual(again, info) {
 			t.Fatalf("Parse(%q) is not deterministic", raw)
 		}
 	})
+}
+
+// checkPlainOrMediaMTX holds a non-#!:: ID to MediaMTX's reading: its
+// form when it has one, the whole ID as the resource otherwise.
+func checkPlainOrMediaMTX(t *testing.T, raw string, info Info) {
+	t.Helper()
+	action, rest, _ := strings.Cut(raw, ":")
+	parts := strings.Split(rest, ":")
+	if (action != "publish" && action != "read") || !strings.Contains(raw, ":") || len(parts) > 4 || parts[0] == "" {
+		if !reflect.DeepEqual(info, Info{Raw: raw, Resource: raw, Mode: ModeRequest, Type: "stream"}) {
+			t.Fatalf("plain ID %q read as %+v", raw, info)
+		}
+		return
+	}
+	want := Info{Raw: raw, Resource: parts[0], Mode: ModeRequest, Type: "stream"}
+	if action == "publish" {
+		want.Mode = ModePublish
+	}
+	switch len(parts) {
+	case 2:
+		want.Query = parts[1]
+	case 3, 4:
+		want.User, want.Secret = parts[1], parts[2]
+		if len(parts) == 4 {
+			want.Query = parts[3]
+		}
+	}
+	if !reflect.DeepEqual(info, want) {
+		t.Fatalf("MediaMTX ID %q read as %+v, want %+v", raw, info, want)
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	for raw, want := range map[string]string{
+		"read:a/b:bob:hunter2":          "read:a/b:bob:***",
+		"publish:a:bob:hunter2:q=1":     "publish:a:bob:***:q=1",
+		"read:a:q":                      "read:a:q",
+		"#!::r=a,s=tok,u=b":             "#!::r=a,s=***,u=b",
+		"#!::s=one,r=a,s=two":           "#!::s=***,r=a,s=***",
+		"#!::r=a,u=b":                   "#!::r=a,u=b",
+		"live/x":                        "live/x",
+		"#!::r=a,s=k=v,x=s=not-session": "#!::r=a,s=***,x=s=not-session",
+	} {
+		info := Parse(raw)
+		if got := info.Redacted(); got != want {
+			t.Errorf("Redacted(%q) = %q, want %q", raw, got, want)
+		}
+	}
 }

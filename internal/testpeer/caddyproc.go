@@ -1,0 +1,49 @@
+package testpeer
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// CaddyProcess is Caddy with the plugin in a process of its own
+// (internal/cmd/caddy-srt): a second proxy instance beside the in-process
+// one, or one to kill.
+type CaddyProcess struct {
+	*Process
+	Addr string
+}
+
+// StartCaddyProcess builds internal/cmd/caddy-srt and runs it with the
+// same config StartProxy would load for handler, waiting until its SRT
+// listener answers.
+func StartCaddyProcess(t testing.TB, handler map[string]any) *CaddyProcess {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "caddy-srt")
+	build := exec.Command("go", "build", "-o", bin, "github.com/srtroute/caddy-l4-srt/internal/cmd/caddy-srt")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building caddy-srt: %v\n%s", err, out)
+	}
+	cfg := &Proxy{t: t, Addr: "127.0.0.1:" + strconv.Itoa(FreeUDPPort(t))}
+	path := filepath.Join(dir, "caddy.json")
+	if err := os.WriteFile(path, cfg.Config(handler), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &CaddyProcess{Addr: cfg.Addr}
+	c.Process = startProcess(t, false, nil, bin, "run", "--config", path)
+	if err := waitSRTListener(c.Addr, 10*time.Second, c.Exited); err != nil {
+		t.Fatalf("caddy-srt on %s: %v\n%s", c.Addr, err, c.Stderr())
+	}
+	return c
+}
+
+// Kill ends the process with SIGKILL: it cleans nothing up.
+func (c *CaddyProcess) Kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.done
+}
