@@ -201,3 +201,35 @@ func TestDirectoryOriginFailsAndReturns(t *testing.T) {
 	}
 	t.Logf("%d of %d publishers moved off %s; their players followed them", moved, streams, dead)
 }
+
+// Tiers chosen on purpose stay apart: with publishers routed to an ingest
+// server and players to an edge (examples/ingest-and-edge), a player of a
+// live stream goes to the edge, not to its publisher's ingest server. Once
+// the ingest server leaves the config (drained), players follow it again.
+func TestDirectoryKeepsTiersApart(t *testing.T) {
+	backends := map[string]*srtbackend.Server{"ingest": startBackend(t, "ingest"), "edge": startBackend(t, "edge")}
+	tiers := func(ingest bool) map[string]any {
+		routes := []any{}
+		if ingest {
+			routes = append(routes, map[string]any{"mode": []string{"publish"}, "to": to(backends["ingest"].Addr())})
+		}
+		routes = append(routes, map[string]any{"mode": []string{"request"}, "to": to(backends["edge"].Addr())},
+			map[string]any{"to": to(backends["edge"].Addr())})
+		return map[string]any{"routes": routes}
+	}
+	p := testpeer.StartProxy(t, tiers(true), testpeer.Options{Admin: true})
+	if got, _ := dialWhere(t, p.Addr, "#!::r=live/tier,m=publish", backends, true); got != "ingest" {
+		t.Fatalf("publisher reached %q, want ingest", got)
+	}
+	if got, _ := dialWhere(t, p.Addr, "#!::r=live/tier", backends, false); got != "edge" {
+		t.Errorf("player reached %q; its route sends players to the edge tier", got)
+	}
+	// The ingest server removed from the config while its publisher lives:
+	// no route serves it, so it drains, and players follow the publisher.
+	if err := p.Reload(tiers(false)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := dialWhere(t, p.Addr, "#!::r=live/tier", backends, false); got != "ingest" {
+		t.Errorf("after the ingest server left the config, player reached %q, want its publisher's (draining) ingest", got)
+	}
+}

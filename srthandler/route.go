@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -236,4 +237,15 @@ func setPlaceholders(repl *caddy.Replacer, info *streamid.Info) {
 	for k, v := range info.Keys {
 		repl.Set("l4.srt.key."+k, v)
 	}
+}
+
+// lists reports whether addr is one of the route's upstreams now: static,
+// from a placeholder for this caller, or from its dynamic source.
+func (r *Route) lists(addr string, repl *caddy.Replacer) bool {
+	for _, u := range r.upstreams {
+		if a, err := u.resolve(repl); err == nil && a == addr {
+			return true
+		}
+	}
+	return r.pool != nil && slices.Contains(r.pool.current(), addr)
 }
