@@ -11,45 +11,6 @@ import (
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
 )
 
-func startBackend(t *testing.T, name string) *srtbackend.Server {
-	t.Helper()
-	b := &srtbackend.Server{Name: name}
-	if err := b.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return b
-}
-
-func to(addrs ...string) []string {
-	out := make([]string, len(addrs))
-	for i, a := range addrs {
-		out[i] = "udp/" + a
-	}
-	return out
-}
-
-func streamIDs(b *srtbackend.Server) []string {
-	var ids []string
-	for _, c := range b.Conns() {
-		ids = append(ids, c.StreamID)
-	}
-	slices.Sort(ids)
-	return ids
-}
-
-// waitFor polls cond until it holds or the time is up.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRoutesByStreamID(t *testing.T) {
 	live := startBackend(t, "live")
 	vod := startBackend(t, "vod")

@@ -2,7 +2,6 @@ package srthandler_test
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,26 +10,6 @@ import (
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
-
-var dataPaths = []string{"socket", "listener"}
-
-// settle waits until the plugin holds no session and runs no goroutine,
-// and the process's sockets are back to want.
-func settle(t *testing.T, sockets int) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		live, ours, socks := session.Default.Len(), testpeer.OurGoroutines(), testpeer.OpenSockets(t)
-		if live == 0 && ours == 0 && socks <= sockets {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after all sessions ended: %d sessions live, %d plugin goroutines, %d sockets (baseline %d)\n%s",
-				live, ours, socks, sockets, strings.Join(testpeer.OurGoroutineStacks(), "\n\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // 200 sessions, ended every way a session ends, leave nothing behind.
 func TestSessionsLeakNothing(t *testing.T) {
