@@ -68,41 +68,6 @@ func TestRoutesByStreamID(t *testing.T) {
 	})
 }
 
-func TestRejections(t *testing.T) {
-	b := startBackend(t, "b")
-	p := testpeer.StartProxy(t, map[string]any{
-		"routes": []any{
-			map[string]any{"user": []string{"mallory"}, "reject": "forbidden"},
-			map[string]any{"resource": []string{"paid/*"}, "reject": 2401},
-			map[string]any{"resource": []string{"live/*"}, "to": to(b.Addr())},
-		},
-	}, testpeer.Options{})
-
-	for _, c := range []struct {
-		id   string
-		want uint32
-	}{
-		{"#!::u=mallory,r=live/x", 1403},
-		{"#!::r=paid/match", 2401},
-		{"#!::r=nowhere/x", 1404},
-		{"", 1404},
-	} {
-		start := time.Now()
-		_, err := testpeer.Dial(p.Addr, c.id, testpeer.DialOptions{})
-		took := time.Since(start)
-		got, ok := testpeer.RejectReason(err)
-		if !ok || got != c.want {
-			t.Errorf("stream ID %q: got %v (reason %d, %v), want rejection %d", c.id, err, got, ok, c.want)
-		}
-		if took > 500*time.Millisecond {
-			t.Errorf("stream ID %q: rejection took %v", c.id, took)
-		}
-	}
-	if n := len(b.Conns()); n != 0 {
-		t.Errorf("backend saw %d connections from rejected callers", n)
-	}
-}
-
 func TestDeadUpstreamIsRejectedInTime(t *testing.T) {
 	// One upstream port with nothing behind it (ICMP says so at once) and
 	// one that swallows everything (only the timeout can tell).

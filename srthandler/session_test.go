@@ -86,57 +86,6 @@ func TestSessionsLeakNothing(t *testing.T) {
 	}
 }
 
-// A caller that keeps sending after its session ended gets no new session
-// and costs no upstream socket.
-func TestEndedSessionStaysEnded(t *testing.T) {
-	b := startBackend(t, "b")
-	relay := testpeer.NewRelay(t, b.Addr())
-	p := testpeer.StartProxy(t, map[string]any{
-		"routes": []any{map[string]any{"to": to(relay.Addr)}},
-	}, testpeer.Options{})
-	c := testpeer.NewRawCaller(t, p.Addr, 777)
-	resp, err := wire.ParseHandshake(c.Handshake(5, "live/zombie", time.Second))
-	if err != nil || resp.Type != wire.HSConclusion {
-		t.Fatalf("no conclusion response: %v", err)
-	}
-	upstreamSocket := resp.SocketID
-	data := func(seq uint32) []byte {
-		p := wire.Header{Seq: seq, DestSocket: upstreamSocket}.Append(nil)
-		return append(p, make([]byte, 188)...)
-	}
-	c.Send(data(1))
-	c.Send(wire.AppendShutdown(nil, upstreamSocket, 0))
-	waitFor(t, 2*time.Second, "the session to end", func() bool { return session.Default.Len() == 0 })
-	waitFor(t, 2*time.Second, "the plugin's goroutines to stop", func() bool { return testpeer.OurGoroutines() == 0 })
-
-	// Whatever the session relayed before it ended (the backend answers a
-	// SHUTDOWN with one of its own) is not what this test is about.
-	for c.Recv(100*time.Millisecond) != nil {
-	}
-	seen, sockets := relay.Seen(), testpeer.OpenSockets(t)
-	for i := range 50 {
-		c.Send(data(uint32(2 + i)))
-	}
-	c.Send(wire.AppendShutdown(nil, upstreamSocket, 0))
-	time.Sleep(300 * time.Millisecond)
-	if n := session.Default.Len(); n != 0 {
-		t.Errorf("%d sessions after the caller kept sending", n)
-	}
-	if got := relay.Seen(); got != seen {
-		t.Errorf("%d datagrams of an ended session reached the backend", got-seen)
-	}
-	if got := testpeer.OpenSockets(t); got != sockets {
-		t.Errorf("open sockets went from %d to %d", sockets, got)
-	}
-	// The only answer a caller still sending to an ended session gets is
-	// another SHUTDOWN, in case it missed the first.
-	for got := c.Recv(100 * time.Millisecond); got != nil; got = c.Recv(100 * time.Millisecond) {
-		if !wire.IsShutdown(got) || wire.DestSocketOf(got) != 777 {
-			t.Errorf("proxy answered an ended session's datagram with %x", got)
-		}
-	}
-}
-
 // Callers that keep sending after their sessions ended (they have not seen
 // the SHUTDOWN yet) must not stall the listener for everyone else. On the
 // listener path each ended session's handler has to read on until its
