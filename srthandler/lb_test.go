@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/mholt/caddy-l4/layer4"
 	"go.uber.org/zap"
 
@@ -134,21 +133,6 @@ func TestHealthVerdictClearedWhenUnwatched(t *testing.T) {
 	release()
 	if !u.healthy(time.Now()) {
 		t.Fatal("the upstream stayed out after its checks stopped")
-	}
-}
-
-// The session count pick takes on the first candidate is given back even
-// when the handshake budget ran out before that candidate was tried.
-func TestSpliceReleasesUntriedCandidate(t *testing.T) {
-	h := &Handler{HandshakeTimeout: caddy.Duration(time.Millisecond)}
-	up := &upstreamState{addr: "127.0.0.1:1"}
-	up.acquire()
-	c := &callerHello{received: time.Now().Add(-time.Second)}
-	if _, err := h.splice(c, []*upstreamState{up}, zap.NewNop()); err == nil {
-		t.Fatal("splice after its deadline succeeded")
-	}
-	if n := up.sessions.Load(); n != 0 {
-		t.Fatalf("session count %d after a splice that never tried", n)
 	}
 }
 
