@@ -62,15 +62,16 @@ func (g *Procs) StopAll() {
 	list := g.list
 	g.list = nil
 	g.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range list {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.Stop()
-		}()
+	stopAll(list)
+}
+
+// stopAll stops the processes in parallel and waits.
+func stopAll(list []*Proc) {
+	ps := make([]*peer.Process, len(list))
+	for i, p := range list {
+		ps[i] = p.Process
 	}
-	wg.Wait()
+	peer.StopAll(ps...)
 }
 
 // Output is what the process wrote so far.

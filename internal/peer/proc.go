@@ -164,3 +164,17 @@ func (l *Buffer) Len() int {
 	defer l.mu.Unlock()
 	return l.b.Len()
 }
+
+// StopAll stops every process at once, each with StopGrace to exit, and
+// waits for them all.
+func StopAll(ps ...*Process) {
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.Stop()
+		}()
+	}
+	wg.Wait()
+}

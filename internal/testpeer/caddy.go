@@ -120,17 +120,19 @@ func (p *Proxy) Reload(handler map[string]any) error {
 // FreeUDPPort returns a UDP port that was free a moment ago.
 func FreeUDPPort(t testing.TB) int {
 	t.Helper()
-	port, err := peer.FreeUDPPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
+	return must(t, peer.FreeUDPPort)
 }
 
 // FreeTCPPort returns a TCP port that was free a moment ago.
 func FreeTCPPort(t testing.TB) int {
 	t.Helper()
-	port, err := peer.FreeTCPPort()
+	return must(t, peer.FreeTCPPort)
+}
+
+// must is f's port, or the test's end.
+func must(t testing.TB, f func() (int, error)) int {
+	t.Helper()
+	port, err := f()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -288,15 +288,4 @@ func (g *procGroup) start(logDir, name, bin string, args ...string) error {
 	return nil
 }
 
-// stop stops them all at once, each with peer.StopGrace to exit.
-func (g *procGroup) stop() {
-	var wg sync.WaitGroup
-	for _, p := range g.procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = p.Stop()
-		}()
-	}
-	wg.Wait()
-}
+func (g *procGroup) stop() { peer.StopAll(g.procs...) }
