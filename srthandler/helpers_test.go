@@ -1,5 +1,12 @@
 package srthandler_test
 
+// The helpers the srthandler_test files share: a test file keeps only the
+// helpers no other file uses. Tests are named after the file they test:
+// foo_test.go runs them through a real Caddy (package srthandler_test);
+// in-package tests of the same file, where it has both kinds, are in
+// foo_internal_test.go (route_test.go and lb_test.go are in-package, and
+// route_e2e_test.go goes through Caddy).
+
 import (
 	"slices"
 	"strings"
