@@ -42,11 +42,8 @@ func WaitSRT(ctx context.Context, addr string, d time.Duration, gaveUp func() bo
 			return err
 		}
 		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		n, err := c.Read(buf)
-		if err == nil {
-			if hs, err := wire.ParseHandshake(buf[:n]); err == nil && hs.Type == wire.HSInduction && hs.Header.DestSocket == probeSocket {
-				return nil
-			}
+		if n, err := c.Read(buf); err == nil && wire.AnswersInduction(buf[:n], probeSocket) {
+			return nil
 		}
 	}
 	return fmt.Errorf("no SRT listener answered on %s within %v", addr, d)

@@ -63,6 +63,11 @@ func TestProcess(t *testing.T) {
 	}
 	child := strings.TrimSpace(pids.String())
 	StopAll(group)
+	// A signal is delivered when the child next runs: give it a moment.
+	deadline = time.Now().Add(2 * time.Second)
+	for alive(child) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if alive(child) {
 		_ = exec.Command("kill", "-9", child).Run()
 		t.Fatalf("the group's child %s outlived the stop", child)
