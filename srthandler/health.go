@@ -194,8 +194,7 @@ func probeSRT(ctx context.Context, addr string, timeout time.Duration) error {
 		if err != nil {
 			return probeError(err)
 		}
-		hs, err := wire.ParseHandshake(buf[:n])
-		if err == nil && hs.Header.DestSocket == id && hs.Type == wire.HSInduction && hs.ExtField == wire.Magic {
+		if wire.AnswersInduction(buf[:n], id) {
 			return nil
 		}
 	}

@@ -1,20 +1,8 @@
 package srthandler
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2"
-	"github.com/mholt/caddy-l4/layer4"
-	"go.uber.org/zap"
-
-	"github.com/srtroute/caddy-l4-srt/internal/cookie"
-	"github.com/srtroute/caddy-l4-srt/internal/handshake"
-	"github.com/srtroute/caddy-l4-srt/internal/session"
-	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
 func states(addrs ...string) []*upstreamState {
@@ -119,97 +107,5 @@ func TestPolicies(t *testing.T) {
 		if len(m) != 3 {
 			t.Errorf("%T dropped upstreams: %v", p, m)
 		}
-	}
-}
-
-// An upstream that was down when its last health watcher left must not
-// stay out forever: nothing would ever bring it back.
-func TestHealthVerdictClearedWhenUnwatched(t *testing.T) {
-	u := &upstreamState{addr: "127.0.0.1:1"}
-	release := u.watch(probeConfig{interval: time.Hour, timeout: time.Millisecond, passes: 1, fails: 1}, zap.NewNop())
-	u.recordProbe(errors.New("dead"), probeConfig{passes: 1, fails: 1}, zap.NewNop())
-	if u.healthy(time.Now()) {
-		t.Fatal("a failed check did not take the upstream out")
-	}
-	release()
-	if !u.healthy(time.Now()) {
-		t.Fatal("the upstream stayed out after its checks stopped")
-	}
-}
-
-// The session count pick takes on the first candidate is given back even
-// when the handshake budget ran out before that candidate was tried.
-func TestSpliceReleasesUntriedCandidate(t *testing.T) {
-	h := &Handler{HandshakeTimeout: caddy.Duration(time.Millisecond)}
-	up := &upstreamState{addr: "127.0.0.1:1"}
-	up.acquire()
-	c := &callerHello{received: time.Now().Add(-time.Second)}
-	if _, err := h.splice(c, []*upstreamState{up}, zap.NewNop()); err == nil {
-		t.Fatal("splice after its deadline succeeded")
-	}
-	if n := up.sessions.Load(); n != 0 {
-		t.Fatalf("session count %d after a splice that never tried", n)
-	}
-}
-
-// States of placeholder upstreams are forgotten once idle, and their
-// number is bounded: any caller can name new ones.
-func TestDynamicStatesAreBounded(t *testing.T) {
-	s := dynamicStateOf("192.0.2.1:9")
-	s.acquire()
-	if got := dynamicStateOf("192.0.2.1:9"); got != s {
-		t.Fatal("a live dynamic state was not shared")
-	}
-	s.release()
-	if got := dynamicStateOf("192.0.2.1:9"); got == s {
-		t.Fatal("an idle dynamic state was kept")
-	}
-	dynamicStateOf("192.0.2.1:9").acquire() // kept by the line above; let it go
-	dynamicStateOf("192.0.2.1:9").release()
-	before := dynamicStates.Load()
-	var held []*upstreamState
-	for i := range maxDynamicStates + 100 {
-		st := dynamicStateOf(fmt.Sprintf("192.0.2.2:%d", i+1))
-		st.acquire()
-		held = append(held, st)
-	}
-	if n := dynamicStates.Load(); n > maxDynamicStates {
-		t.Fatalf("%d dynamic states kept (from %d), limit %d", n, before, maxDynamicStates)
-	}
-	for _, st := range held {
-		st.release()
-	}
-	if n := dynamicStates.Load(); n != 0 {
-		t.Fatalf("%d dynamic states left after all went idle", n)
-	}
-}
-
-// A handshake datagram that a new session socket caught before it was
-// connected is answered as the listener would have answered it, from the
-// listener's address.
-func TestServeStray(t *testing.T) {
-	listener, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer listener.Close()
-	caller, err := net.DialUDP("udp", nil, listener.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer caller.Close()
-	h := &Handler{logger: zap.NewNop(), gate: &handshake.Gate{Jar: cookie.NewJar()}, registry: session.NewRegistry()}
-	ind := wire.AppendInduction(nil, 77, 1, 1500, 8192, [16]byte{}, 0)
-	from := caller.LocalAddr().(*net.UDPAddr).AddrPort()
-	h.serveStray(layer4.WrapConnection(listener, nil, zap.NewNop()), session.Stray{From: from, Data: ind})
-	caller.SetReadDeadline(time.Now().Add(time.Second))
-	buf := make([]byte, 2048)
-	n, err := caller.Read(buf)
-	if err != nil {
-		t.Fatalf("no answer to the stray induction: %v", err)
-	}
-	hs, err := wire.ParseHandshake(buf[:n])
-	if err != nil || hs.Type != wire.HSInduction || hs.Header.DestSocket != 77 || hs.Cookie == 0 {
-		t.Fatalf("answer %+v, %v", hs, err)
 	}
 }

@@ -16,17 +16,6 @@ import (
 	"github.com/srtroute/caddy-l4-srt/srthandler"
 )
 
-// startBackendAt starts an origin on a given address.
-func startBackendAt(t *testing.T, name, addr string) *srtbackend.Server {
-	t.Helper()
-	b := &srtbackend.Server{Name: name}
-	if err := b.Listen(addr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return b
-}
-
 func upstreamsOf(t *testing.T, p *testpeer.Proxy) []srthandler.UpstreamView {
 	t.Helper()
 	b, err := p.Get("/srt/upstreams")

@@ -4,15 +4,13 @@ import (
 	"time"
 
 	srt "github.com/datarhei/gosrt"
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // DialGosrt connects a gosrt caller and says how long that took.
 func DialGosrt(addr, streamID string, timeout time.Duration) (srt.Conn, time.Duration, error) {
-	cfg := srt.DefaultConfig()
-	cfg.StreamId = streamID
-	cfg.ConnectionTimeout = timeout
 	start := time.Now()
-	c, err := srt.Dial("srt", addr, cfg)
+	c, err := peer.Dial(addr, streamID, peer.DialOptions{Timeout: timeout})
 	return c, time.Since(start), err
 }
 

@@ -6,17 +6,16 @@ import (
 	"sync/atomic"
 
 	srt "github.com/datarhei/gosrt"
+	"github.com/srtroute/caddy-l4-srt/internal/srtbackend"
 )
 
 // Origin is the SRT server every path delivers to: a gosrt listener that
 // accepts every caller and counts, per stream ID, what it reads.
 type Origin struct {
-	ln       srt.Listener
+	srv      srtbackend.Server
 	accepted atomic.Int64
 	mu       sync.Mutex
 	streams  map[string]*received
-	live     map[srt.Conn]struct{}
-	wg       sync.WaitGroup
 }
 
 type received struct {
@@ -61,28 +60,22 @@ func (s *Delivery) add(d Delivery) {
 
 // StartOrigin listens on a free port of 127.0.0.1.
 func StartOrigin() (*Origin, error) {
-	ln, err := srt.Listen("srt", "127.0.0.1:0", srt.DefaultConfig())
-	if err != nil {
+	o := &Origin{streams: map[string]*received{}}
+	o.srv = srtbackend.Server{Name: "origin", Serve: o.read}
+	if err := o.srv.Listen("127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
-	o := &Origin{ln: ln, streams: map[string]*received{}, live: map[srt.Conn]struct{}{}}
-	o.wg.Add(1)
-	go o.accept()
 	return o, nil
 }
 
 // Addr is the origin's SRT address.
-func (o *Origin) Addr() string { return o.ln.Addr().String() }
+func (o *Origin) Addr() string { return o.srv.Addr() }
 
 // Accepted counts the connections accepted so far.
 func (o *Origin) Accepted() int64 { return o.accepted.Load() }
 
 // Live is the number of connections open now.
-func (o *Origin) Live() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.live)
-}
+func (o *Origin) Live() int { return o.srv.Live() }
 
 // Delivery returns what the origin got of streamID so far.
 func (o *Origin) Delivery(streamID string) Delivery {
@@ -102,47 +95,22 @@ func (o *Origin) Delivery(streamID string) Delivery {
 }
 
 // Close stops the origin and every connection.
-func (o *Origin) Close() {
-	o.ln.Close()
+func (o *Origin) Close() { o.srv.Close() }
+
+// read counts what one connection delivers, per stream ID.
+func (o *Origin) read(conn srt.Conn) {
+	o.accepted.Add(1)
+	id := conn.StreamId()
 	o.mu.Lock()
-	for c := range o.live {
-		c.Close()
+	r := o.streams[id]
+	if r == nil {
+		r = &received{conns: map[srt.Conn]struct{}{}}
+		o.streams[id] = r
 	}
 	o.mu.Unlock()
-	o.wg.Wait()
-}
-
-func (o *Origin) accept() {
-	defer o.wg.Done()
-	for {
-		req, err := o.ln.Accept2()
-		if err != nil {
-			return
-		}
-		conn, err := req.Accept()
-		if err != nil {
-			continue
-		}
-		o.accepted.Add(1)
-		id := conn.StreamId()
-		o.mu.Lock()
-		r := o.streams[id]
-		if r == nil {
-			r = &received{conns: map[srt.Conn]struct{}{}}
-			o.streams[id] = r
-		}
-		o.live[conn] = struct{}{}
-		o.mu.Unlock()
-		r.mu.Lock()
-		r.conns[conn] = struct{}{}
-		r.mu.Unlock()
-		o.wg.Add(1)
-		go o.read(conn, r)
-	}
-}
-
-func (o *Origin) read(conn srt.Conn, r *received) {
-	defer o.wg.Done()
+	r.mu.Lock()
+	r.conns[conn] = struct{}{}
+	r.mu.Unlock()
 	buf := make([]byte, 2048)
 	for {
 		n, err := conn.Read(buf)
@@ -158,7 +126,4 @@ func (o *Origin) read(conn srt.Conn, r *received) {
 	delete(r.conns, conn)
 	r.ended.addConn(conn)
 	r.mu.Unlock()
-	o.mu.Lock()
-	delete(o.live, conn)
-	o.mu.Unlock()
 }

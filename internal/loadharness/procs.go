@@ -8,12 +8,12 @@ package loadharness
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // Procs starts external programs and stops every one of them at the end.
@@ -28,18 +28,13 @@ type Procs struct {
 
 // Proc is one external program.
 type Proc struct {
+	*peer.Process
 	Name string
 	Log  string // the file its stdout and stderr go to
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // valid once done is closed
 }
 
-// stopGrace is how long a process gets after SIGTERM before SIGKILL.
-const stopGrace = 3 * time.Second
-
-// Start runs bin with args. name labels the log file; a number keeps
-// names unique.
+// Start runs bin with args in a process group of its own. name labels the
+// log file; a number keeps names unique.
 func (g *Procs) Start(name, bin string, args ...string) (*Proc, error) {
 	g.mu.Lock()
 	g.seq++
@@ -50,17 +45,11 @@ func (g *Procs) Start(name, bin string, args ...string) (*Proc, error) {
 		return nil, err
 	}
 	defer f.Close() // the child has its own copy
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = childAttr()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+	proc, err := peer.Start(peer.ProcOptions{Stdout: f, Stderr: f, Group: true}, bin, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	p := &Proc{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
+	p := &Proc{Process: proc, Name: name, Log: logPath}
 	g.mu.Lock()
 	g.list = append(g.list, p)
 	g.mu.Unlock()
@@ -73,54 +62,16 @@ func (g *Procs) StopAll() {
 	list := g.list
 	g.list = nil
 	g.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range list {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.Stop()
-		}()
-	}
-	wg.Wait()
+	stopAll(list)
 }
 
-// Pid is the process ID.
-func (p *Proc) Pid() int { return p.cmd.Process.Pid }
-
-// Exited reports whether the process has ended.
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
+// stopAll stops the processes in parallel and waits.
+func stopAll(list []*Proc) {
+	ps := make([]*peer.Process, len(list))
+	for i, p := range list {
+		ps[i] = p.Process
 	}
-}
-
-// Wait waits up to d for the process to end by itself.
-func (p *Proc) Wait(d time.Duration) (exited bool, err error) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return true, p.err
-	case <-t.C:
-		return false, nil
-	}
-}
-
-// Stop sends SIGTERM, then SIGKILL after stopGrace, to the process's
-// group, and waits for it.
-func (p *Proc) Stop() {
-	if p.Exited() {
-		return
-	}
-	_ = syscall.Kill(-p.Pid(), syscall.SIGTERM)
-	if exited, _ := p.Wait(stopGrace); exited {
-		return
-	}
-	_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
-	<-p.done
+	peer.StopAll(ps...)
 }
 
 // Output is what the process wrote so far.
@@ -137,7 +88,7 @@ func (p *Proc) WaitOutput(s string, d time.Duration) error {
 			return nil
 		}
 		if p.Exited() {
-			return fmt.Errorf("%s exited (%v) before saying %q; see %s", p.Name, p.err, s, p.Log)
+			return fmt.Errorf("%s exited (%v) before saying %q; see %s", p.Name, p.Err(), s, p.Log)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s did not say %q within %v; see %s", p.Name, s, d, p.Log)

@@ -3,10 +3,8 @@ package loadharness
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/srtroute/caddy-l4-srt/internal/wire"
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // Path is a way from the callers to the origin.
@@ -75,11 +73,11 @@ type Proxy struct {
 // StartProxy writes the config for path in front of origin, runs Caddy
 // with it and waits until it answers an SRT induction.
 func StartProxy(ctx context.Context, procs *Procs, caddyBin string, path Path, origin string, o ProxyOptions) (*Proxy, error) {
-	port, err := freeUDPPort()
+	port, err := peer.FreeUDPPort()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freeTCPPort()
+	admin, err := peer.FreeTCPPort()
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +94,7 @@ func StartProxy(ctx context.Context, procs *Procs, caddyBin string, path Path, o
 	if err != nil {
 		return nil, err
 	}
-	if err := waitSRT(ctx, p.Addr, 15*time.Second, p.Proc.Exited); err != nil {
+	if err := peer.WaitSRT(ctx, p.Addr, 15*time.Second, p.Proc.Exited); err != nil {
 		p.Proc.Stop()
 		return nil, fmt.Errorf("caddy (%s): %w; see %s", path, err, p.Proc.Log)
 	}
@@ -166,56 +164,4 @@ func caddyConfig(path Path, listen, admin, origin string, o ProxyOptions) map[st
 			"load": map[string]any{"listen": []string{"udp/" + listen}, "routes": []any{route}},
 		}}},
 	}
-}
-
-// waitSRT sends SRT inductions to addr until one is answered, d passes,
-// ctx ends or gaveUp holds.
-func waitSRT(ctx context.Context, addr string, d time.Duration, gaveUp func() bool) error {
-	ua, err := net.ResolveUDPAddr("udp", addr)
-	if err != nil {
-		return err
-	}
-	c, err := net.DialUDP("udp", nil, ua)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	const probeSocket = 0x10adbeef
-	ind := wire.AppendInduction(nil, probeSocket, 0, 1500, 8192, [16]byte{}, 0)
-	buf := make([]byte, wire.MaxDatagram)
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if gaveUp() {
-			return errors.New("the process exited")
-		}
-		_, _ = c.Write(ind)
-		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		if n, err := c.Read(buf); err == nil {
-			if hs, err := wire.ParseHandshake(buf[:n]); err == nil && hs.Type == wire.HSInduction && hs.Header.DestSocket == probeSocket {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("nothing answered an SRT induction on %s within %v", addr, d)
-}
-
-func freeUDPPort() (int, error) {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
-}
-
-func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

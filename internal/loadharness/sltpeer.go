@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // sltPublisher is srt-live-transmit calling the target with a stream ID
@@ -28,7 +30,7 @@ type sltPublisher struct {
 func startSLTPublisher(procs *Procs, bin, addr, streamID string, pps float64, lifetime time.Duration) (*sltPublisher, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freeUDPPort()
+		port, err := peer.FreeUDPPort()
 		if err != nil {
 			return nil, err
 		}

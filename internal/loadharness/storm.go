@@ -139,15 +139,7 @@ func (e *Env) stormLibsrt(ctx context.Context, addr string, res *StormResult, wo
 	case <-time.After(d):
 	}
 	res.Elapsed = d // what ran past d is not counted
-	var wg sync.WaitGroup
-	for _, p := range procs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.Stop()
-		}()
-	}
-	wg.Wait()
+	stopAll(procs)
 	for _, p := range procs {
 		attempts, err := readCallerLog(p.Log)
 		if err != nil {

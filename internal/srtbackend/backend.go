@@ -34,6 +34,11 @@ type Server struct {
 	// Reject, when set, may refuse a caller with a reason in libsrt's API
 	// numbering (e.g. 1403); 0 accepts.
 	Reject func(streamID string) uint32
+	// Serve, when set, is handed every accepted connection instead of
+	// the publish/play server, and returns when it is done with it (the
+	// load harness counts what each stream delivers). The server closes
+	// the connection after Serve, and on Close.
+	Serve func(conn srt.Conn)
 
 	ln      srt.Listener
 	addr    string
@@ -201,9 +206,12 @@ func (s *Server) accept() {
 		go func() {
 			defer s.wg.Done()
 			defer s.forget(conn, info.Resource)
-			if mode == "publish" {
+			switch {
+			case s.Serve != nil:
+				s.Serve(conn)
+			case mode == "publish":
 				s.publish(conn, info.Resource)
-			} else {
+			default:
 				s.play(conn, info.Resource)
 			}
 		}()

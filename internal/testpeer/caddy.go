@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	_ "github.com/mholt/caddy-l4/layer4"
 
 	_ "github.com/srtroute/caddy-l4-srt" // the plugin's modules
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // caddyMu serialises tests that run Caddy: its running config is global.
@@ -136,23 +136,23 @@ func (p *Proxy) Reload(handler map[string]any) error {
 // FreeUDPPort returns a UDP port that was free a moment ago.
 func FreeUDPPort(t testing.TB) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	return must(t, peer.FreeUDPPort)
 }
 
 // FreeTCPPort returns a TCP port that was free a moment ago.
 func FreeTCPPort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return must(t, peer.FreeTCPPort)
+}
+
+// must is f's port, or the test's end.
+func must(t testing.TB, f func() (int, error)) int {
+	t.Helper()
+	port, err := f()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // Get fetches an admin API path.

@@ -1,13 +1,15 @@
 package testpeer
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // CaddyProcess is Caddy with the plugin in a process of its own
@@ -36,14 +38,8 @@ func StartCaddyProcess(t testing.TB, handler map[string]any) *CaddyProcess {
 	}
 	c := &CaddyProcess{Addr: cfg.Addr}
 	c.Process = startProcess(t, false, nil, bin, "run", "--config", path)
-	if err := waitSRTListener(c.Addr, 10*time.Second, c.Exited); err != nil {
+	if err := peer.WaitSRT(context.Background(), c.Addr, 10*time.Second, c.Exited); err != nil {
 		t.Fatalf("caddy-srt on %s: %v\n%s", c.Addr, err, c.Stderr())
 	}
 	return c
-}
-
-// Kill ends the process with SIGKILL: it cleans nothing up.
-func (c *CaddyProcess) Kill() {
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.done
 }

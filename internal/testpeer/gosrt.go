@@ -7,29 +7,17 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"time"
 
 	srt "github.com/datarhei/gosrt"
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // DialOptions tune a gosrt caller.
-type DialOptions struct {
-	Passphrase string
-	// Timeout is the connect timeout (gosrt's default is 3 s).
-	Timeout time.Duration
-}
+type DialOptions = peer.DialOptions
 
 // Dial connects a gosrt caller to addr with the given stream ID.
 func Dial(addr, streamID string, o DialOptions) (srt.Conn, error) {
-	cfg := srt.DefaultConfig()
-	cfg.StreamId = streamID
-	if o.Passphrase != "" {
-		cfg.Passphrase = o.Passphrase
-	}
-	if o.Timeout > 0 {
-		cfg.ConnectionTimeout = o.Timeout
-	}
-	return srt.Dial("srt", addr, cfg)
+	return peer.Dial(addr, streamID, o)
 }
 
 var rejectRe = regexp.MustCompile(`connection rejected: REJECT \(([0-9a-v]+)\)`)

@@ -2,16 +2,13 @@ package testpeer
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,11 +16,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/srtroute/caddy-l4-srt/internal/wire"
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // The out-of-process peers: a small libsrt caller written in C (built once
@@ -143,95 +139,35 @@ func libsrtFlags() ([]string, error) {
 
 // Process is an external program run by a test.
 type Process struct {
-	Name string
-	cmd  *exec.Cmd
-	errs *lineBuffer
-	done chan struct{}
-	err  error // valid once done is closed
-	// stdin is the write end of the process's standard input, when asked for.
-	stdin io.WriteCloser
+	*peer.Process
+	errs *peer.Buffer
 }
 
 // StopGrace is how long a stopped process gets to exit after SIGTERM
 // before it is killed.
-const StopGrace = 3 * time.Second
+const StopGrace = peer.StopGrace
 
 // startProcess starts prog and registers its stop in t.Cleanup. With
-// withStdin the process reads a pipe the test writes to (p.stdin), else
+// withStdin the process reads a pipe the test writes to (p.Stdin()), else
 // /dev/null. stdout may be nil; stderr is kept for Stderr and for failure
 // reports.
 func startProcess(t testing.TB, withStdin bool, stdout io.Writer, prog string, args ...string) *Process {
 	t.Helper()
-	p := &Process{Name: filepath.Base(prog), errs: &lineBuffer{}, done: make(chan struct{})}
-	cmd := exec.Command(prog, args...)
-	if withStdin {
-		w, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.stdin = w
+	p := &Process{errs: &peer.Buffer{}}
+	var err error
+	p.Process, err = peer.Start(peer.ProcOptions{Stdin: withStdin, Stdout: stdout, Stderr: p.errs}, prog, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cmd.Stdout = stdout
-	cmd.Stderr = p.errs
-	// Once the process has exited, a pipe copy that has not finished by
-	// then is abandoned: Wait never blocks on a stray descendant.
-	cmd.WaitDelay = StopGrace
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", p.Name, err)
-	}
-	p.cmd = cmd
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
 		if !p.Exited() {
 			p.Stop()
 		}
 		if t.Failed() {
-			t.Logf("%s %s: exit %v; stderr:\n%s", p.Name, strings.Join(args, " "), p.err, p.Stderr())
+			t.Logf("%s %s: exit %v; stderr:\n%s", p.Name, strings.Join(args, " "), p.Err(), p.Stderr())
 		}
 	})
 	return p
-}
-
-// Exited reports whether the process has ended.
-func (p *Process) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Wait waits up to d for the process to exit by itself and returns its
-// exit error. exited is false when it is still running.
-func (p *Process) Wait(d time.Duration) (exited bool, err error) {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-p.done:
-		return true, p.err
-	case <-timer.C:
-		return false, nil
-	}
-}
-
-// Stop asks the process to end (SIGTERM: srt-live-transmit and ffmpeg
-// close their SRT sockets and flush their output), kills it if it is
-// still there after StopGrace, and waits for it.
-func (p *Process) Stop() error {
-	if p.Exited() {
-		return p.err
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	if exited, err := p.Wait(StopGrace); exited {
-		return err
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done // Kill cannot be ignored; WaitDelay bounds the pipe copies
-	return p.err
 }
 
 // Stderr is what the process wrote to its standard error so far.
@@ -249,36 +185,6 @@ func (p *Process) waitStderr(s string, d time.Duration) bool {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// lineBuffer is a bytes.Buffer safe for one writer and many readers.
-type lineBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lineBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lineBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lineBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]byte(nil), l.b.Bytes()...)
-}
-
-func (l *lineBuffer) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Len()
 }
 
 // ---- the C caller ----
@@ -375,7 +281,7 @@ func RunCaller(t testing.TB, addr, streamID string, o CallerOptions) CallerResul
 	if limit == 0 {
 		limit = time.Duration(repeat)*(connect+send+time.Second) + 5*time.Second
 	}
-	var out lineBuffer
+	var out peer.Buffer
 	p := startProcess(t, false, &out, bin, args...)
 	exited, exitErr := p.Wait(limit)
 	if !exited {
@@ -444,7 +350,7 @@ func sltURI(host string, port int, q url.Values) string {
 type SLTListener struct {
 	*Process
 	Addr string
-	out  lineBuffer
+	out  peer.Buffer
 }
 
 // StartSLTListener starts srt-live-transmit listening on a free port of
@@ -458,7 +364,7 @@ func StartSLTListener(t testing.TB, o SLTOptions) *SLTListener {
 		port := FreeUDPPort(t)
 		l := &SLTListener{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 		l.Process = startProcess(t, false, &l.out, bin, "-v", sltLifetime, "-a:no", sltURI("127.0.0.1", port, q), "file://con")
-		err := waitSRTListener(l.Addr, 5*time.Second, l.Exited)
+		err := peer.WaitSRT(context.Background(), l.Addr, 5*time.Second, l.Exited)
 		if err == nil {
 			return l
 		}
@@ -525,7 +431,7 @@ func (c *SLTCaller) Connected() bool { return strings.Contains(c.Stderr(), "SRT 
 func (c *SLTCaller) Feed(data []byte, chunk int, interval time.Duration) error {
 	for len(data) > 0 {
 		n := min(chunk, len(data))
-		if _, err := c.stdin.Write(data[:n]); err != nil {
+		if _, err := c.Stdin().Write(data[:n]); err != nil {
 			return err
 		}
 		data = data[n:]
@@ -572,41 +478,7 @@ func FFmpegPublish(t testing.TB, addr, streamID string, length time.Duration) er
 // WaitSRTListener sends SRT inductions to addr until one is answered (a
 // listener answers an induction without keeping any state) or d passes.
 func WaitSRTListener(addr string, d time.Duration) error {
-	return waitSRTListener(addr, d, func() bool { return false })
-}
-
-// waitSRTListener is WaitSRTListener that also gives up once gaveUp holds
-// (the listener's process exited).
-func waitSRTListener(addr string, d time.Duration, gaveUp func() bool) error {
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return err
-	}
-	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(ap))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	const probeSocket = 0x2ead0001
-	ind := wire.AppendInduction(nil, probeSocket, 0, 1500, 8192, wire.EncodePeerIP(ap.Addr()), 0)
-	deadline := time.Now().Add(d)
-	buf := make([]byte, wire.MaxDatagram)
-	for time.Now().Before(deadline) {
-		if gaveUp() {
-			return fmt.Errorf("nothing listens on %s: the listener exited", addr)
-		}
-		if _, err := c.Write(ind); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
-			return err
-		}
-		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		n, err := c.Read(buf)
-		if err == nil {
-			if hs, err := wire.ParseHandshake(buf[:n]); err == nil && hs.Type == wire.HSInduction && hs.Header.DestSocket == probeSocket {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("no SRT listener answered on %s within %v", addr, d)
+	return peer.WaitSRT(context.Background(), addr, d, nil)
 }
 
 // SLTPlayer is srt-live-transmit as an SRT caller that plays a stream and

@@ -34,6 +34,7 @@ import (
 
 	srt "github.com/datarhei/gosrt"
 
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
 	"github.com/srtroute/caddy-l4-srt/internal/wire/wiretest"
 )
@@ -178,7 +179,7 @@ func missingTools(tools []string) string {
 }
 
 func runScenario(s scenario) (*wiretest.Capture, error) {
-	port, err := freeUDPPort()
+	port, err := peer.FreeUDPPort()
 	if err != nil {
 		return nil, err
 	}
@@ -213,15 +214,6 @@ func hasHandshake(c *wiretest.Capture) bool {
 		}
 	}
 	return false
-}
-
-func freeUDPPort() (int, error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(loopback)})
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
 }
 
 // relay forwards datagrams between callers and one listener and records them.

@@ -9,24 +9,22 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	srt "github.com/datarhei/gosrt"
 
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 	"github.com/srtroute/caddy-l4-srt/internal/srtbackend"
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
 )
@@ -281,37 +279,20 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Micros
 func kb(n uint64) string        { return fmt.Sprintf("%.1f KB", float64(n)/1000) }
 
 // procGroup runs child processes and stops them all at the end.
-type procGroup struct{ cmds []*exec.Cmd }
+type procGroup struct{ procs []*peer.Process }
 
 func (g *procGroup) start(logDir, name, bin string, args ...string) error {
 	f, err := os.Create(filepath.Join(logDir, name+".log"))
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("starting %s: %w", name, err)
+	defer f.Close() // the child has its own copy
+	p, err := peer.Start(peer.ProcOptions{Stdout: f, Stderr: f}, bin, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	g.cmds = append(g.cmds, cmd)
+	g.procs = append(g.procs, p)
 	return nil
 }
 
-func (g *procGroup) stop() {
-	for _, c := range g.cmds {
-		_ = c.Process.Signal(syscall.SIGTERM)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, c := range g.cmds {
-		done := make(chan struct{})
-		go func() { _ = c.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			_ = c.Process.Kill()
-			<-done
-		}
-	}
-}
+func (g *procGroup) stop() { peer.StopAll(g.procs...) }

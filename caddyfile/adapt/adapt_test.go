@@ -1,7 +1,7 @@
-// Package caddyfile holds the adapt tests: every testdata/*.caddyfile must
+// Package adapt holds the Caddyfile adapt tests: every testdata/*.caddyfile must
 // adapt, through Caddy's own caddyfile adapter (what `caddy adapt` runs),
 // to the JSON in the file beside it.
-package caddyfile
+package adapt
 
 import (
 	"bytes"
@@ -53,7 +53,7 @@ func caddyfiles(t *testing.T) map[string]string {
 	for _, f := range tests {
 		out[f] = strings.TrimSuffix(f, ".caddyfile") + ".json"
 	}
-	examples, _ := filepath.Glob("../examples/*/Caddyfile")
+	examples, _ := filepath.Glob("../../examples/*/Caddyfile")
 	for _, f := range examples {
 		out[f] = filepath.Join(filepath.Dir(f), "caddy.json")
 	}
@@ -141,7 +141,7 @@ func TestAdaptedConfigsProvision(t *testing.T) {
 
 // xcaddy.json, the config `make run` starts, must load as it is.
 func TestDevelopmentConfigProvisions(t *testing.T) {
-	b, err := os.ReadFile("../xcaddy.json")
+	b, err := os.ReadFile("../../xcaddy.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,0 @@
-//go:build !linux
-
-package loadharness
-
-import "syscall"
-
-func childAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
