@@ -155,7 +155,7 @@ func (h *Handler) place(r *Route, info *streamid.Info, repl *caddy.Replacer, now
 		return authPlaced, pl, nil
 	}
 	pool, err := pick(r, info, repl, now)
-	if followed := h.follow(key, now); followed != nil {
+	if followed := h.follow(key, now); followed != nil && !h.servedElsewhere(r, followed.addr, repl) {
 		if err == nil {
 			pool[0].release()
 		}
@@ -178,6 +178,24 @@ func (h *Handler) place(r *Route, info *streamid.Info, repl *caddy.Replacer, now
 		return nil, nil, err
 	}
 	return pool, pl, nil
+}
+
+// servedElsewhere reports whether addr is an upstream of one of the
+// handler's routes other than r, and not of r: a tier this route's callers
+// are kept away from on purpose (ingest servers for a player's edge
+// route). An upstream no route lists any more (removed from the config,
+// gone from DNS) is not served elsewhere: the players follow it there
+// while it drains.
+func (h *Handler) servedElsewhere(r *Route, addr string, repl *caddy.Replacer) bool {
+	if r.lists(addr, repl) {
+		return false
+	}
+	for _, other := range h.Routes {
+		if other != r && other.lists(addr, repl) {
+			return true
+		}
+	}
+	return false
 }
 
 // follow returns the upstream of the newest live publisher of key, from
