@@ -71,6 +71,7 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 		Info:             &SessionInfo{Stream: *info, Route: route},
 		OnEnd: func(s *session.Session) {
 			state.release()
+			h.noteSessionEnd(state, s, log)
 			logSessionEnd(log, s, info)
 		},
 	})

@@ -43,8 +43,11 @@ const (
 	EndKicked           EndReason = "kicked"
 	EndCallerError      EndReason = "caller_error"
 	EndUpstreamError    EndReason = "upstream_error"
-	EndCallerRestarted  EndReason = "caller_restarted"
-	EndStopped          EndReason = "stopped"
+	// EndUpstreamGone: the upstream's host refused our datagrams
+	// repeatedly (see origin.go).
+	EndUpstreamGone    EndReason = "upstream_gone"
+	EndCallerRestarted EndReason = "caller_restarted"
+	EndStopped         EndReason = "stopped"
 )
 
 // TakeoverSilence is how long a caller must have been silent before a new
@@ -119,6 +122,7 @@ type Session struct {
 	fromCaller, fromUpstream counter
 	callerACK, upstreamACK   linkStats
 	lastCaller, lastUpstream atomic.Int64 // unix nanoseconds, set by the idle check
+	refusedSince             atomic.Int64 // unix nanoseconds of an unconfirmed refusal (origin.go)
 
 	registry *Registry
 	done     chan struct{}
@@ -403,7 +407,7 @@ func (s *Session) End(reason EndReason, err error) {
 		case EndCallerShutdown, EndUpstreamShutdown:
 			// The SHUTDOWN was relayed; both peers know.
 		default:
-			if reason != EndUpstreamError {
+			if reason != EndUpstreamError && reason != EndUpstreamGone {
 				_, _ = s.up.Write(wire.AppendShutdown(nil, s.UpstreamSocket, ts))
 			}
 			if reason != EndCallerError && reason != EndCallerRestarted {

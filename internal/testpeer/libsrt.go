@@ -234,6 +234,13 @@ func (p *Process) Stop() error {
 	return p.err
 }
 
+// Kill ends the process at once (SIGKILL): no SHUTDOWN leaves it, as when
+// an origin crashes.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // Stderr is what the process wrote to its standard error so far.
 func (p *Process) Stderr() string { return p.errs.String() }
 

@@ -1,0 +1,71 @@
+package srthandler
+
+import (
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+// exhaustFDs makes every new descriptor fail with EMFILE until the
+// returned function runs.
+func exhaustFDs(t *testing.T) (restore func()) {
+	t.Helper()
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	top := 0
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > top {
+			top = n
+		}
+	}
+	lim := old
+	lim.Cur = uint64(top + 1)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	var fillers []int
+	for { // the holes below the limit
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, fd)
+	}
+	return func() {
+		for _, fd := range fillers {
+			unix.Close(fd)
+		}
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
+	}
+}
+
+// TestLocalFailureIsNotUpstreamFailure: a handshake that fails because
+// this process is out of descriptors leaves the upstream healthy.
+func TestLocalFailureIsNotUpstreamFailure(t *testing.T) {
+	h := &Handler{HandshakeTimeout: caddy.Duration(time.Second),
+		passive: passivePolicy{maxFails: 1, failDuration: 10 * time.Second}}
+	up := stateOf("127.0.0.1:" + strconv.Itoa(40000+os.Getpid()%20000))
+	up.acquire()
+	restore := exhaustFDs(t)
+	_, err := h.splice(&callerHello{hs: &wire.Handshake{SocketID: 7}, received: time.Now()}, []*upstreamState{up}, zap.NewNop())
+	restore()
+	if !isLocalFailure(err) {
+		t.Fatalf("splice with no descriptors left: %v, want EMFILE", err)
+	}
+	if !up.healthy(time.Now()) {
+		t.Errorf("upstream marked down for this process's own failure")
+	}
+}
