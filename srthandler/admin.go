@@ -24,6 +24,7 @@ func init() {
 //
 //	GET    /srt/sessions        every live session, as JSON
 //	DELETE /srt/sessions/<id>   end one (SHUTDOWN to both sides)
+//	GET/POST/DELETE /srt/drain  instance drain (see drain.go)
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -39,6 +40,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/srt/sessions", Handler: caddy.AdminHandlerFunc(a.sessions)},
 		{Pattern: "/srt/sessions/", Handler: caddy.AdminHandlerFunc(a.session)},
+		{Pattern: "/srt/drain", Handler: caddy.AdminHandlerFunc(a.drain)},
 	}
 }
 
@@ -146,6 +148,7 @@ func (a *AdminAPI) sessions(w http.ResponseWriter, r *http.Request) error {
 		out = append(out, viewOf(s, now))
 	}
 	slices.SortFunc(out, func(a, b SessionView) int { return a.Started.Compare(b.Started) })
+	setDrainHeader(w)
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(out)
 }

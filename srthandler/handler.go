@@ -271,6 +271,9 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		log = log.With(zap.Uint32("handshake_version", hs.Version))
 	}
 
+	if reason, why := admissionClosed(); reason != 0 {
+		return false, h.reject(cx, hs, reason, log, why)
+	}
 	idx, route := h.match(&info)
 	if route == nil {
 		return false, h.reject(cx, hs, wire.RejXNotFound, log, "no route matched")

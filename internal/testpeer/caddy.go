@@ -144,6 +144,11 @@ func (p *Proxy) Get(path string) ([]byte, error) {
 	return p.admin(http.MethodGet, path)
 }
 
+// Post sends an empty POST to an admin API path.
+func (p *Proxy) Post(path string) ([]byte, error) {
+	return p.admin(http.MethodPost, path)
+}
+
 // Delete sends DELETE to an admin API path.
 func (p *Proxy) Delete(path string) ([]byte, error) {
 	return p.admin(http.MethodDelete, path)
