@@ -79,6 +79,7 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 		return h.lostRegistration(cx, caller, hs, res, cl, log, err)
 	}
 	cx.Replacer().Set("l4.srt.session_id", s.ID)
+	noteListener(cx.LocalAddr())
 	countHandshake(outcomeAccepted, 0, received)
 	log.Info("session established", zap.String("session", s.ID), zap.Stringer("data_path", s.Path()))
 	if !s.Path().OwnSocket() {

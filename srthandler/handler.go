@@ -5,6 +5,7 @@
 package srthandler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -49,6 +50,7 @@ const pendingBuf = 2048
 //	srt {
 //		handshake_timeout <duration>   # default 2s
 //		idle_timeout      <duration>   # default 30s
+//		grace_period      <duration>   # on process stop; default 0
 //		data_path         socket|listener
 //		batch_window      <duration>|off # default 2ms
 //		health_interval   <duration>   # active SRT checks; off by default
@@ -93,6 +95,10 @@ type Handler struct {
 	BatchWindow caddy.Duration `json:"batch_window,omitempty"`
 	HealthOptions
 	Limits
+	// GracePeriod is how long live sessions may go on when the process
+	// stops (not on a reload), while new callers get overload (1402);
+	// then every session gets a SHUTDOWN both ways. Default 0.
+	GracePeriod caddy.Duration `json:"grace_period,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []*Route `json:"routes,omitempty"`
 
@@ -101,6 +107,7 @@ type Handler struct {
 	registry *session.Registry
 	passive  passivePolicy
 	releases []func()
+	cfgCtx   context.Context // its configuration's, to tell a stop from a reload (stop.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -114,6 +121,7 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults and compiles the routes.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.cfgCtx = ctx.Context
 	defaultTo(&h.HandshakeTimeout, caddy.Duration(DefaultHandshakeTimeout))
 	defaultTo(&h.IdleTimeout, caddy.Duration(DefaultIdleTimeout))
 	defaultTo(&h.BatchWindow, caddy.Duration(DefaultBatchWindow))
@@ -142,7 +150,7 @@ func defaultTo[T comparable](opt *T, def T) {
 
 // Validate checks the handler's options.
 func (h *Handler) Validate() error {
-	if h.HandshakeTimeout < 0 || h.IdleTimeout < 0 {
+	if h.HandshakeTimeout < 0 || h.IdleTimeout < 0 || h.GracePeriod < 0 {
 		return errors.New("srt: durations must not be negative")
 	}
 	if err := h.HealthOptions.validate(); err != nil {
@@ -161,10 +169,14 @@ func (h *Handler) Validate() error {
 
 // Cleanup stops the active health checks this handler started, unless
 // another configuration still watches the same upstreams. Sessions are
-// not the handler's to end: they belong to the process.
+// not the handler's to end: they belong to the process, and end only
+// when the process stops running configurations (see stop.go).
 func (h *Handler) Cleanup() error {
 	for _, release := range h.releases {
 		release()
+	}
+	if h.lastConfig() {
+		h.stopSessions()
 	}
 	return nil
 }
