@@ -177,6 +177,12 @@ func (s *Session) Start(reg *Registry, link Link, want Path) error {
 	s.path = want
 	var p *relayPair
 	if want != PathListener {
+		if c, ok := link.(*net.UDPConn); ok {
+			sizeRecvBuffer(c)
+		}
+		if s.Upstream != nil {
+			sizeRecvBuffer(s.Upstream)
+		}
 		s.path = PathSocket
 		if p = newRelayPair(s, link); p != nil {
 			s.path = PathReactor
