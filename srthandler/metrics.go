@@ -98,7 +98,7 @@ func (*srtCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	upstreamStates.Range(func(_, v any) bool {
 		u := v.(*upstreamState)
-		if u.dynamic {
+		if u.dynamic.Load() {
 			return true // named by callers through placeholders: unbounded labels
 		}
 		healthy := 0.0

@@ -69,3 +69,24 @@ func TestLocalFailureIsNotUpstreamFailure(t *testing.T) {
 		t.Errorf("upstream marked down for this process's own failure")
 	}
 }
+
+// TestStaticUpstreamOnceDynamicKeepsHealth: an address a placeholder
+// named first, then a configuration names statically, keeps one state:
+// the active checks' verdict on it reaches the callers, whatever the
+// placeholder's sessions do.
+func TestStaticUpstreamOnceDynamicKeepsHealth(t *testing.T) {
+	addr := "192.0.2.77:" + strconv.Itoa(10000+os.Getpid()%20000)
+	d := dynamicStateOf(addr)
+	d.acquire() // a caller through a placeholder upstream
+	s := stateOf(addr)
+	d.release() // that caller's session ends
+	s.mu.Lock()
+	s.activeDown = true // the static configuration's active checks
+	s.mu.Unlock()
+	if stateOf(addr).healthy(time.Now()) {
+		t.Error("the static upstream lost the active checks' verdict: a fresh healthy state replaced it")
+	}
+	if stateOf(addr).dynamic.Load() {
+		t.Error("the static upstream is still dynamic: kept out of metrics and forgotten when idle")
+	}
+}
