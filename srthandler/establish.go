@@ -57,6 +57,7 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 	}
 	state := res.state
 	s := session.New(session.Config{
+		Listener:         sessionKey(cx, caller).Listener,
 		Caller:           caller,
 		CallerSocket:     hs.SocketID,
 		Upstream:         res.conn,
@@ -114,7 +115,7 @@ func (h *Handler) lostRegistration(cx *layer4.Connection, caller netip.AddrPort,
 	if cl.path.OwnSocket() {
 		cl.link.Close()
 	}
-	if other := h.registry.Lookup(caller); other != nil && other.CallerSocket == hs.SocketID {
+	if other := h.registry.Lookup(sessionKey(cx, caller)); other != nil && other.CallerSocket == hs.SocketID {
 		// The same caller, already served: give it that session's answer.
 		_, _ = cx.Conn.Write(other.Response)
 		return true, nil
@@ -185,6 +186,12 @@ func (h *Handler) rejoin(in *datagramReader, s *session.Session, buf []byte, n i
 			return 0, err
 		}
 	}
+}
+
+// sessionKey is the registry key of caller on the listener of cx.
+func sessionKey(cx *layer4.Connection, caller netip.AddrPort) session.Key {
+	l, _ := session.CallerKey(cx.LocalAddr())
+	return session.Key{Listener: l, Caller: caller}
 }
 
 // SessionInfo is what the handler records about a session.

@@ -209,7 +209,7 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		return nil
 	}
 	in := &datagramReader{cx: cx}
-	if s := h.registry.Lookup(caller); s != nil {
+	if s := h.registry.Lookup(sessionKey(cx, caller)); s != nil {
 		// Until the caller is quiet, or its session has ended and what it
 		// still sends (or a new caller on its address) is served below.
 		if n, err = h.rejoin(in, s, buf, n); err != nil {
@@ -249,7 +249,7 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 			}
 			h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
 		default:
-			if socket, ended := h.registry.Ended(caller); ended && now.Sub(toldEnded) >= time.Second {
+			if socket, ended := h.registry.Ended(sessionKey(cx, caller)); ended && now.Sub(toldEnded) >= time.Second {
 				// Datagrams of a session that has ended: tell the caller
 				// again, in case it missed the SHUTDOWN.
 				toldEnded = now

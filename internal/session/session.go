@@ -58,6 +58,9 @@ const TakeoverSilence = 3 * time.Second
 
 // Config describes an established session.
 type Config struct {
+	// Listener is the local address the caller dialled (the listener's);
+	// with Caller, it keys the session in the registry.
+	Listener     netip.AddrPort
 	Caller       netip.AddrPort
 	CallerSocket uint32
 	// Upstream is the socket connected to the upstream; the session owns it.
@@ -234,6 +237,9 @@ func (s *Session) Start(reg *Registry, link Link, want Path) error {
 	}
 	return nil
 }
+
+// Key is the session's registry key.
+func (s *Session) Key() Key { return Key{Listener: s.Listener, Caller: s.Caller} }
 
 // Path says how the session relays, as Start decided it.
 func (s *Session) Path() Path { return s.path }

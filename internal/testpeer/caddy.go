@@ -33,6 +33,7 @@ type Proxy struct {
 	Addr string
 	// Admin is the admin API address, "" when disabled.
 	Admin string
+	more  []string
 	t     testing.TB
 }
 
@@ -42,6 +43,8 @@ type Options struct {
 	Listen string
 	// Admin enables the admin API on a free localhost port.
 	Admin bool
+	// MoreListen are further listener addresses of the same server.
+	MoreListen []string
 }
 
 // StartProxy starts Caddy with one layer4 UDP server whose only route
@@ -50,7 +53,7 @@ type Options struct {
 func StartProxy(t testing.TB, handler map[string]any, opt Options) *Proxy {
 	t.Helper()
 	caddyMu.Lock()
-	p := &Proxy{t: t, Addr: opt.Listen}
+	p := &Proxy{t: t, Addr: opt.Listen, more: opt.MoreListen}
 	if p.Addr == "" {
 		p.Addr = "127.0.0.1:" + strconv.Itoa(FreeUDPPort(t))
 	}
@@ -91,7 +94,7 @@ func (p *Proxy) Config(handler map[string]any) []byte {
 			"layer4": map[string]any{
 				"servers": map[string]any{
 					"srt": map[string]any{
-						"listen": []string{"udp/" + p.Addr},
+						"listen": listenAddrs(p.Addr, p.more),
 						"routes": []any{map[string]any{
 							"match":  []any{map[string]any{"srt": map[string]any{}}},
 							"handle": []any{h},
@@ -106,6 +109,14 @@ func (p *Proxy) Config(handler map[string]any) []byte {
 		p.t.Fatal(err)
 	}
 	return b
+}
+
+func listenAddrs(first string, more []string) []string {
+	out := []string{"udp/" + first}
+	for _, a := range more {
+		out = append(out, "udp/"+a)
+	}
+	return out
 }
 
 // Reload replaces the running config the way an operator does: a POST to
