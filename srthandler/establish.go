@@ -2,6 +2,7 @@ package srthandler
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/mholt/caddy-l4/layer4"
@@ -40,9 +41,24 @@ func (h *Handler) openCallerLink(cx *layer4.Connection, caller netip.AddrPort, l
 			}
 			return cl
 		}
-		log.Debug("no session socket; relaying through the listener", zap.Error(err))
+		noteListenerFallback(log, err)
 	}
 	return callerLink{link: newConnLink(cx), path: session.PathListener}
+}
+
+// fellBack is set once a session fell back to the listener data path.
+var fellBack atomic.Bool
+
+// noteListenerFallback logs a session that relays through the listener
+// because its own socket could not be made: at Info the first time in the
+// process (the operator should know the fast path is not in use, and
+// why), at Debug after that (it is likely the same reason every time).
+func noteListenerFallback(log *zap.Logger, err error) {
+	if fellBack.CompareAndSwap(false, true) {
+		log.Info("no session socket; relaying through the listener (slower), this and later sessions alike", zap.Error(err))
+		return
+	}
+	log.Debug("no session socket; relaying through the listener", zap.Error(err))
 }
 
 // establish turns an accepted splice into a live session.

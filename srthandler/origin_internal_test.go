@@ -1,15 +1,20 @@
 package srthandler
 
 import (
+	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/mholt/caddy-l4/layer4"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 
+	"github.com/srtroute/caddy-l4-srt/internal/session"
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
@@ -88,5 +93,28 @@ func TestStaticUpstreamOnceDynamicKeepsHealth(t *testing.T) {
 	}
 	if stateOf(addr).dynamic.Load() {
 		t.Error("the static upstream is still dynamic: kept out of metrics and forgotten when idle")
+	}
+}
+
+// TestListenerFallbackLoggedOnce: a session that cannot have its own
+// socket relays through the listener, said at Info the first time only.
+func TestListenerFallbackLoggedOnce(t *testing.T) {
+	fellBack.Store(false)
+	core, logs := observer.New(zap.DebugLevel)
+	log := zap.New(core)
+	h := &Handler{}
+	for range 3 {
+		a, b := net.Pipe() // not UDP: no session socket can be made
+		cx := layer4.WrapConnection(a, nil, zap.NewNop())
+		if cl := h.openCallerLink(cx, netip.MustParseAddrPort("127.0.0.1:9"), log); cl.path != session.PathListener {
+			t.Fatalf("path %v, want listener", cl.path)
+		}
+		a.Close()
+		b.Close()
+	}
+	info := logs.FilterLevelExact(zap.InfoLevel).FilterMessageSnippet("relaying through the listener").Len()
+	debug := logs.FilterLevelExact(zap.DebugLevel).FilterMessageSnippet("relaying through the listener").Len()
+	if info != 1 || debug != 2 {
+		t.Errorf("fallback logged %d times at Info and %d at Debug, want 1 and 2", info, debug)
 	}
 }
