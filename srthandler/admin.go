@@ -35,6 +35,16 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// Provision registers the srt metrics with the registry of the admin
+// server being built. Caddy builds the admin server, and the registry its
+// /metrics serves, from a new config before it provisions that config's
+// apps: registering only from the handler left a config that failed
+// after that point (a POST /load answered 400) serving no srt series.
+func (a *AdminAPI) Provision(ctx caddy.Context) error {
+	registerMetrics(ctx.GetMetricsRegistry())
+	return nil
+}
+
 // Routes returns the admin routes.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
@@ -172,4 +182,7 @@ func (a *AdminAPI) session(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Interface guards
-var _ caddy.AdminRouter = (*AdminAPI)(nil)
+var (
+	_ caddy.Provisioner = (*AdminAPI)(nil)
+	_ caddy.AdminRouter = (*AdminAPI)(nil)
+)
