@@ -1,8 +1,14 @@
 package srthandler_test
 
 import (
+	"bytes"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,7 +93,7 @@ func TestStopGracePeriod(t *testing.T) {
 	res := testpeer.RunCaller(t, p.Addr, "live/late", testpeer.CallerOptions{})
 	if len(res.Attempts) != 1 || !res.Attempts[0].Rejected || res.Attempts[0].Reason != 1402 {
 		t.Errorf("new caller during the grace period: %v, want rejected with 1402", res.Attempts)
-	} else if res.Attempts[0].Took > time.Second {
+	} else if t.Logf("new caller during the grace period: rejected with 1402 in %v", res.Attempts[0].Took); res.Attempts[0].Took > time.Second {
 		t.Errorf("new caller during the grace period answered after %v", res.Attempts[0].Took)
 	}
 
@@ -102,5 +108,84 @@ func TestStopGracePeriod(t *testing.T) {
 		t.Logf("caddy.Stop returned %v after it was called, once the last session ended", time.Since(stopped))
 	case <-time.After(6 * time.Second):
 		t.Fatal("caddy.Stop did not return after the grace period")
+	}
+}
+
+// stopHelperEnv carries the config of a Caddy that TestStopHelperProcess
+// runs in a process of its own.
+const stopHelperEnv = "SRT_TEST_CADDY_CONFIG"
+
+// TestStopHelperProcess is not a test: run by TestSIGTERMEndsSessions in a
+// child process, it is Caddy as `caddy run` runs it, signal handling
+// included.
+func TestStopHelperProcess(t *testing.T) {
+	cfg := os.Getenv(stopHelperEnv)
+	if cfg == "" {
+		t.Skip("helper process only")
+	}
+	if err := caddy.Load([]byte(cfg), true); err != nil {
+		fmt.Fprintln(os.Stderr, "loading config:", err)
+		os.Exit(3)
+	}
+	caddy.TrapSignals()
+	select {} // SIGTERM ends the process, through caddy's exitProcess
+}
+
+// TestSIGTERMEndsSessions: SIGTERM to a Caddy process (what `caddy stop`
+// and service managers end with) sends SHUTDOWN both ways before the
+// process exits: the libsrt caller and origin see their connection closed
+// within a second.
+func TestSIGTERMEndsSessions(t *testing.T) {
+	origin := testpeer.StartSLTListener(t, testpeer.SLTOptions{})
+	p := &testpeer.Proxy{Addr: "127.0.0.1:" + strconv.Itoa(testpeer.FreeUDPPort(t))}
+	cfg := p.Config(map[string]any{"routes": []any{map[string]any{"to": to(origin.Addr)}}})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStopHelperProcess$")
+	cmd.Env = append(os.Environ(), stopHelperEnv+"="+string(cfg))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("caddy process stderr:\n%s", stderr.String())
+		}
+	})
+	if err := testpeer.WaitSRTListener(p.Addr, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c := startLiveStream(t, p, origin)
+	time.Sleep(200 * time.Millisecond)
+
+	signalled := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for _, peer := range []struct {
+		name string
+		p    *testpeer.Process
+	}{{"caller", c.Process}, {"origin", origin.Process}} {
+		if done, _ := peer.p.Wait(time.Until(signalled.Add(3 * time.Second))); !done {
+			t.Fatalf("%s still connected %v after SIGTERM", peer.name, time.Since(signalled))
+		}
+		took := time.Since(signalled)
+		t.Logf("%s saw the connection closed %v after SIGTERM", peer.name, took)
+		if took > time.Second {
+			t.Errorf("%s saw the connection closed after %v, want within 1s", peer.name, took)
+		}
+	}
+	select {
+	case err := <-exited:
+		exited <- err // for the cleanup
+		if err != nil {
+			t.Errorf("caddy exited with %v", err)
+		}
+		t.Logf("caddy exited %v after SIGTERM", time.Since(signalled))
+	case <-time.After(5 * time.Second):
+		t.Error("caddy did not exit within 5s of SIGTERM")
 	}
 }
