@@ -80,6 +80,12 @@ func (h *Handler) stopSessions() {
 			time.Sleep(min(50*time.Millisecond, time.Until(deadline)))
 		}
 	}
+	endAllSessions(log)
+}
+
+// endAllSessions sends every live session's SHUTDOWNs both ways and waits
+// (up to stopWait) for their sockets to close.
+func endAllSessions(log *zap.Logger) {
 	live := session.Default.Sessions()
 	for _, s := range live {
 		s.End(session.EndStopped, nil)
@@ -98,6 +104,17 @@ func (h *Handler) stopSessions() {
 	if len(live) > 0 {
 		log.Info("stopped: ended every live session with a SHUTDOWN both ways", zap.Int("sessions", len(live)))
 	}
+}
+
+// A reload to a configuration without an srt handler leaves the sessions
+// running (reloads end nothing) and no handler to end them at exit:
+// Caddy's process-exit hook does, with no grace period.
+func init() {
+	caddy.OnExit(func(context.Context) {
+		if session.Default.Len() > 0 {
+			endAllSessions(caddy.Log().Named("layer4.handlers.srt"))
+		}
+	})
 }
 
 // answerWhileStopping opens a socket on each listener address and answers

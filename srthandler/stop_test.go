@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -135,9 +137,21 @@ func TestStopHelperProcess(t *testing.T) {
 // and service managers end with) sends SHUTDOWN both ways before the
 // process exits: the libsrt caller and origin see their connection closed
 // within a second.
+//
+// Also after a reload to a configuration without any srt handler: the
+// reload ends nothing, and Caddy's exit hook ends the sessions no handler
+// is left to end.
 func TestSIGTERMEndsSessions(t *testing.T) {
+	t.Run("srt config", func(t *testing.T) { testSIGTERMEndsSessions(t, false) })
+	t.Run("after a reload without srt", func(t *testing.T) { testSIGTERMEndsSessions(t, true) })
+}
+
+func testSIGTERMEndsSessions(t *testing.T, reloadWithoutSRT bool) {
 	origin := testpeer.StartSLTListener(t, testpeer.SLTOptions{})
 	p := &testpeer.Proxy{Addr: "127.0.0.1:" + strconv.Itoa(testpeer.FreeUDPPort(t))}
+	if reloadWithoutSRT {
+		p.Admin = "127.0.0.1:" + strconv.Itoa(testpeer.FreeTCPPort(t))
+	}
 	cfg := p.Config(map[string]any{"routes": []any{map[string]any{"to": to(origin.Addr)}}})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestStopHelperProcess$")
 	cmd.Env = append(os.Environ(), stopHelperEnv+"="+string(cfg))
@@ -160,6 +174,21 @@ func TestSIGTERMEndsSessions(t *testing.T) {
 	}
 	c := startLiveStream(t, p, origin)
 	time.Sleep(200 * time.Millisecond)
+	if reloadWithoutSRT {
+		noSRT := fmt.Sprintf(`{"admin":{"listen":%q,"config":{"persist":false}}}`, p.Admin)
+		resp, err := http.Post("http://"+p.Admin+"/load", "application/json", strings.NewReader(noSRT))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("reloading without srt: %s", resp.Status)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if c.Exited() || origin.Exited() {
+			t.Fatalf("a reload ended the session (caller exited: %v, origin exited: %v)", c.Exited(), origin.Exited())
+		}
+	}
 
 	signalled := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
