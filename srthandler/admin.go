@@ -26,6 +26,7 @@ func init() {
 //	DELETE /srt/sessions/<id>   end one (SHUTDOWN to both sides)
 //	GET    /srt/upstreams       every upstream a route serves or a session uses
 //	GET    /srt/streams         every live stream, its upstream and instance
+//	GET/POST/DELETE /srt/drain  instance drain (see drain.go)
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -36,6 +37,16 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// Provision registers the srt metrics with the registry of the admin
+// server being built. Caddy builds the admin server, and the registry its
+// /metrics serves, from a new config before it provisions that config's
+// apps: registering only from the handler left a config that failed
+// after that point (a POST /load answered 400) serving no srt series.
+func (a *AdminAPI) Provision(ctx caddy.Context) error {
+	registerMetrics(ctx.GetMetricsRegistry())
+	return nil
+}
+
 // Routes returns the admin routes.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
@@ -43,6 +54,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/srt/sessions/", Handler: caddy.AdminHandlerFunc(a.session)},
 		{Pattern: "/srt/upstreams", Handler: caddy.AdminHandlerFunc(a.upstreams)},
 		{Pattern: "/srt/streams", Handler: caddy.AdminHandlerFunc(a.streams)},
+		{Pattern: "/srt/drain", Handler: caddy.AdminHandlerFunc(a.drain)},
 	}
 }
 
@@ -150,6 +162,7 @@ func (a *AdminAPI) sessions(w http.ResponseWriter, r *http.Request) error {
 		out = append(out, viewOf(s, now))
 	}
 	slices.SortFunc(out, func(a, b SessionView) int { return a.Started.Compare(b.Started) })
+	setDrainHeader(w)
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(out)
 }
@@ -173,4 +186,7 @@ func (a *AdminAPI) session(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Interface guards
-var _ caddy.AdminRouter = (*AdminAPI)(nil)
+var (
+	_ caddy.Provisioner = (*AdminAPI)(nil)
+	_ caddy.AdminRouter = (*AdminAPI)(nil)
+)

@@ -41,7 +41,7 @@ func upstreamViews(now time.Time) []UpstreamView {
 	out := []UpstreamView{}
 	upstreamStates.Range(func(_, v any) bool {
 		u := v.(*upstreamState)
-		view := UpstreamView{Address: u.addr, Sources: u.sources(), Placeholder: u.dynamic,
+		view := UpstreamView{Address: u.addr, Sources: u.sources(), Placeholder: u.dynamic.Load(),
 			Healthy: u.healthy(now), Sessions: u.sessions.Load()}
 		if view.Sources == nil {
 			view.Sources = []string{}

@@ -22,7 +22,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[opt] = true
 		switch opt {
-		case "handshake_timeout", "idle_timeout", "health_interval", "health_timeout", "fail_duration", "batch_window":
+		case "handshake_timeout", "idle_timeout", "health_interval", "health_timeout", "fail_duration", "batch_window", "grace_period":
 			if d.CountRemainingArgs() != 1 {
 				return d.ArgErr()
 			}
@@ -41,6 +41,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"health_timeout":    &h.HealthTimeout,
 				"fail_duration":     &h.FailDuration,
 				"batch_window":      &h.BatchWindow,
+				"grace_period":      &h.GracePeriod,
 			}[opt] = caddy.Duration(dur)
 		case "health_passes", "health_fails", "max_fails", "max_sessions", "max_pending", "max_pending_per_ip":
 			if d.CountRemainingArgs() != 1 {

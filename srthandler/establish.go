@@ -2,6 +2,7 @@ package srthandler
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/mholt/caddy-l4/layer4"
@@ -40,9 +41,24 @@ func (h *Handler) openCallerLink(cx *layer4.Connection, caller netip.AddrPort, l
 			}
 			return cl
 		}
-		log.Debug("no session socket; relaying through the listener", zap.Error(err))
+		noteListenerFallback(log, err)
 	}
 	return callerLink{link: newConnLink(cx), path: session.PathListener}
+}
+
+// fellBack is set once a session fell back to the listener data path.
+var fellBack atomic.Bool
+
+// noteListenerFallback logs a session that relays through the listener
+// because its own socket could not be made: at Info the first time in the
+// process (the operator should know the fast path is not in use, and
+// why), at Debug after that (it is likely the same reason every time).
+func noteListenerFallback(log *zap.Logger, err error) {
+	if fellBack.CompareAndSwap(false, true) {
+		log.Info("no session socket; relaying through the listener (slower), this and later sessions alike", zap.Error(err))
+		return
+	}
+	log.Debug("no session socket; relaying through the listener", zap.Error(err))
 }
 
 // establish turns an accepted splice into a live session.
@@ -59,6 +75,7 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 	log = log.With(zap.String("placement", res.placement.how))
 	leave := res.placement.established(info, state.addr)
 	s := session.New(session.Config{
+		Listener:         sessionKey(cx, caller).Listener,
 		Caller:           caller,
 		CallerSocket:     hs.SocketID,
 		Upstream:         res.conn,
@@ -74,6 +91,7 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 		OnEnd: func(s *session.Session) {
 			leave()
 			state.release()
+			h.noteSessionEnd(state, s, log)
 			logSessionEnd(log, s, info.Redact(h.secretKeys...))
 		},
 	})
@@ -82,6 +100,7 @@ func (h *Handler) establish(in *datagramReader, caller netip.AddrPort, hs *wire.
 		return h.lostRegistration(cx, caller, hs, res, cl, log, err)
 	}
 	cx.Replacer().Set("l4.srt.session_id", s.ID)
+	noteListener(cx.LocalAddr())
 	countHandshake(outcomeAccepted, 0, received)
 	log.Info("session established", zap.String("session", s.ID), zap.String("data_path", s.Path().DataPath()), zap.Stringer("relay", s.Path()))
 	if !s.Path().OwnSocket() {
@@ -116,7 +135,7 @@ func (h *Handler) lostRegistration(cx *layer4.Connection, caller netip.AddrPort,
 	if cl.path.OwnSocket() {
 		cl.link.Close()
 	}
-	if other := h.registry.Lookup(caller); other != nil && other.CallerSocket == hs.SocketID {
+	if other := h.registry.Lookup(sessionKey(cx, caller)); other != nil && other.CallerSocket == hs.SocketID {
 		// The same caller, already served: give it that session's answer.
 		_, _ = cx.Conn.Write(other.Response)
 		return true, nil
@@ -187,6 +206,12 @@ func (h *Handler) rejoin(in *datagramReader, s *session.Session, buf []byte, n i
 			return 0, err
 		}
 	}
+}
+
+// sessionKey is the registry key of caller on the listener of cx.
+func sessionKey(cx *layer4.Connection, caller netip.AddrPort) session.Key {
+	l, _ := session.CallerKey(cx.LocalAddr())
+	return session.Key{Listener: l, Caller: caller}
 }
 
 // SessionInfo is what the handler records about a session.

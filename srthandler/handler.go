@@ -5,6 +5,7 @@
 package srthandler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -50,6 +51,7 @@ const pendingBuf = 2048
 //	srt {
 //		handshake_timeout <duration>   # default 2s
 //		idle_timeout      <duration>   # default 30s
+//		grace_period      <duration>   # on process stop; default 0
 //		data_path         socket|listener
 //		batch_window      <duration>|off # default 2ms
 //		health_interval   <duration>   # active SRT checks; off by default
@@ -109,6 +111,10 @@ type Handler struct {
 	// PublisherConflict is what a second publisher of a live stream gets:
 	// "follow" (default: the same upstream) or "reject" (conflict, 1409).
 	PublisherConflict string `json:"publisher_conflict,omitempty"`
+	// GracePeriod is how long live sessions may go on when the process
+	// stops (not on a reload), while new callers get overload (1402);
+	// then every session gets a SHUTDOWN both ways. Default 0.
+	GracePeriod caddy.Duration `json:"grace_period,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []*Route `json:"routes,omitempty"`
 
@@ -123,6 +129,7 @@ type Handler struct {
 	// shown: the params auth jwt routes read their tokens from.
 	secretKeys []string
 	mirror     *directory.Mirror // the shared directory store, if any
+	cfgCtx     context.Context   // its configuration's, to tell a stop from a reload (stop.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -136,6 +143,7 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults and compiles the routes.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.cfgCtx = ctx.Context
 	defaultTo(&h.HandshakeTimeout, caddy.Duration(DefaultHandshakeTimeout))
 	defaultTo(&h.IdleTimeout, caddy.Duration(DefaultIdleTimeout))
 	defaultTo(&h.BatchWindow, caddy.Duration(DefaultBatchWindow))
@@ -173,7 +181,7 @@ func defaultTo[T comparable](opt *T, def T) {
 
 // Validate checks the handler's options.
 func (h *Handler) Validate() error {
-	if h.HandshakeTimeout < 0 || h.IdleTimeout < 0 {
+	if h.HandshakeTimeout < 0 || h.IdleTimeout < 0 || h.GracePeriod < 0 {
 		return errors.New("srt: durations must not be negative")
 	}
 	if err := h.HealthOptions.validate(); err != nil {
@@ -198,12 +206,16 @@ func (h *Handler) Validate() error {
 
 // Cleanup stops the active health checks this handler started, unless
 // another configuration still watches the same upstreams. Sessions are
-// not the handler's to end: they belong to the process.
+// not the handler's to end: they belong to the process, and end only
+// when the process stops running configurations (see stop.go).
 func (h *Handler) Cleanup() error {
 	for _, release := range h.releases {
 		release()
 	}
 	h.cleanupAuth()
+	if h.lastConfig() {
+		h.stopSessions()
+	}
 	return nil
 }
 
@@ -235,7 +247,7 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		return nil
 	}
 	in := &datagramReader{cx: cx}
-	if s := h.registry.Lookup(caller); s != nil {
+	if s := h.registry.Lookup(sessionKey(cx, caller)); s != nil {
 		// Until the caller is quiet, or its session has ended and what it
 		// still sends (or a new caller on its address) is served below.
 		if n, err = h.rejoin(in, s, buf, n); err != nil {
@@ -275,7 +287,7 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 			}
 			h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
 		default:
-			if socket, ended := h.registry.Ended(caller); ended && now.Sub(toldEnded) >= time.Second {
+			if socket, ended := h.registry.Ended(sessionKey(cx, caller)); ended && now.Sub(toldEnded) >= time.Second {
 				// Datagrams of a session that has ended: tell the caller
 				// again, in case it missed the SHUTDOWN.
 				toldEnded = now
@@ -310,6 +322,9 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		log = log.With(zap.Uint32("handshake_version", hs.Version))
 	}
 
+	if reason, why := admissionClosed(); reason != 0 {
+		return false, h.reject(cx, hs, reason, log, why)
+	}
 	idx, route := h.match(&info)
 	if route == nil {
 		return false, h.reject(cx, hs, wire.RejXNotFound, log, "no route matched")

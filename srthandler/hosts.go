@@ -21,7 +21,9 @@ type upstreamState struct {
 	sessions atomic.Int64 // live sessions, handshakes in progress included
 	// dynamic states come from placeholder upstreams: any caller can make
 	// new ones, so they are forgotten when idle and kept out of metrics.
-	dynamic bool
+	// A configuration that names the address statically makes it static
+	// for good (see stateOf).
+	dynamic atomic.Bool
 	// claims counts, per source, the routes that have this upstream in
 	// their pool now (GET /srt/upstreams).
 	claims [numSources]atomic.Int32
@@ -40,12 +42,27 @@ type upstreamState struct {
 var upstreamStates sync.Map // host:port → *upstreamState
 
 // stateOf returns the state of a configured (static) upstream address.
+// One that a placeholder made first becomes static: its health and
+// sessions carry over, and it is no longer forgotten when idle (the
+// active checks and routes of the configuration hold it).
 func stateOf(addr string) *upstreamState {
-	if s, ok := upstreamStates.Load(addr); ok {
-		return s.(*upstreamState)
+	for {
+		v, _ := upstreamStates.LoadOrStore(addr, &upstreamState{addr: addr})
+		s := v.(*upstreamState)
+		if !s.dynamic.Load() {
+			return s
+		}
+		s.mu.Lock()
+		if cur, ok := upstreamStates.Load(addr); ok && cur == s {
+			// Still the address's state: release cannot drop it now.
+			if s.dynamic.CompareAndSwap(true, false) {
+				dynamicStates.Add(-1)
+			}
+			s.mu.Unlock()
+			return s
+		}
+		s.mu.Unlock() // forgotten meanwhile: take the address's state afresh
 	}
-	s, _ := upstreamStates.LoadOrStore(addr, &upstreamState{addr: addr})
-	return s.(*upstreamState)
 }
 
 // maxDynamicStates bounds the states kept for placeholder upstreams.
@@ -59,7 +76,8 @@ func dynamicStateOf(addr string) *upstreamState {
 	if s, ok := upstreamStates.Load(addr); ok {
 		return s.(*upstreamState)
 	}
-	fresh := &upstreamState{addr: addr, dynamic: true}
+	fresh := &upstreamState{addr: addr}
+	fresh.dynamic.Store(true)
 	if dynamicStates.Load() >= maxDynamicStates {
 		return fresh
 	}
@@ -76,10 +94,16 @@ func (u *upstreamState) acquire() { u.sessions.Add(1) }
 // release gives a session count back; an idle, healthy dynamic state is
 // forgotten.
 func (u *upstreamState) release() {
-	if u.sessions.Add(-1) > 0 || !u.dynamic || !u.healthy(time.Now()) {
+	if u.sessions.Add(-1) > 0 || !u.dynamic.Load() {
 		return
 	}
-	if upstreamStates.CompareAndDelete(u.addr, u) {
+	now := time.Now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	// Under mu, so that stateOf cannot make it static between the check
+	// and the delete.
+	healthy := !u.activeDown && !now.Before(u.downUntil)
+	if healthy && u.dynamic.Load() && u.sessions.Load() == 0 && upstreamStates.CompareAndDelete(u.addr, u) {
 		dynamicStates.Add(-1)
 	}
 }

@@ -152,7 +152,7 @@ func (l *connLink) Close() error {
 // session.DialFrom): as if caddy-l4 had delivered it, with answers sent
 // from the listener's socket.
 func (h *Handler) serveStray(listener *layer4.Connection, st session.Stray) {
-	if s := h.registry.Lookup(st.From); s != nil && s.FromCaller(st.Data) {
+	if s := h.registry.Lookup(sessionKey(listener, st.From)); s != nil && s.FromCaller(st.Data) {
 		return
 	}
 	pc, ok := listener.Conn.(net.PacketConn)

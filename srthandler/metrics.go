@@ -52,7 +52,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{handshakesTotal, handshakeSeconds, collector} {
+	for _, c := range []prometheus.Collector{handshakesTotal, handshakeSeconds, collector, drainingGauge} {
 		// Already registered by another handler of this configuration, or
 		// a name clash with another module: either way, metrics are not
 		// worth failing a config load over.
@@ -98,7 +98,7 @@ func (*srtCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	upstreamStates.Range(func(_, v any) bool {
 		u := v.(*upstreamState)
-		if u.dynamic || !u.inUse() {
+		if u.dynamic.Load() || !u.inUse() {
 			// Placeholders are named by callers: unbounded labels. Upstreams
 			// no route serves and no session uses (gone from DNS, expired
 			// SRS origins) would grow the series with every fleet change.

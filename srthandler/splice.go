@@ -94,6 +94,10 @@ func (h *Handler) splice(c *callerHello, candidates []*upstreamState, log *zap.L
 			// the remedy.
 			return nil, err
 		}
+		if isLocalFailure(err) {
+			// Another upstream would fail the same way: not its fault.
+			return nil, err
+		}
 		if up.recordFailure(time.Now(), h.passive) {
 			log.Warn("upstream taken out after failed handshakes",
 				zap.String("upstream", up.addr), zap.Duration("for", h.passive.failDuration))

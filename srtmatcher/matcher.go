@@ -57,11 +57,11 @@ func (m *MatchSRT) Match(cx *layer4.Connection) (bool, error) {
 	if len(b) > wire.MaxMTU {
 		return false, nil
 	}
-	if caller, ok := session.CallerKey(cx.RemoteAddr()); ok {
-		if session.Default.Lookup(caller) != nil {
+	if key, ok := session.KeyOf(cx.LocalAddr(), cx.RemoteAddr()); ok {
+		if session.Default.Lookup(key) != nil {
 			return true, nil
 		}
-		if _, ended := session.Default.Ended(caller); ended {
+		if _, ended := session.Default.Ended(key); ended {
 			return true, nil // the handler tells it the session is over
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,17 +25,21 @@ import (
 // reads the prefetched bytes and the remote address, never the socket.
 type fromAddr struct {
 	net.Conn
-	remote net.Addr
+	remote, local net.Addr
 }
 
 func (c fromAddr) RemoteAddr() net.Addr { return c.remote }
-func (c fromAddr) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 10080} }
+func (c fromAddr) LocalAddr() net.Addr  { return c.local }
+
+// listener is the address the datagrams match reads reached: sessions
+// are the listener's own.
+var listener = netip.MustParseAddrPort("127.0.0.1:10080")
 
 // match runs the matcher on one datagram as caddy-l4 hands it over once
 // it has prefetched it.
 func match(t *testing.T, from netip.AddrPort, datagram []byte) (bool, error) {
 	t.Helper()
-	cx := layer4.WrapConnection(fromAddr{remote: net.UDPAddrFromAddrPort(from)}, datagram, zap.NewNop())
+	cx := layer4.WrapConnection(fromAddr{remote: net.UDPAddrFromAddrPort(from), local: net.UDPAddrFromAddrPort(listener)}, datagram, zap.NewNop())
 	return (&srtmatcher.MatchSRT{}).Match(cx)
 }
 
@@ -160,6 +165,17 @@ func TestMatchRelayedSession(t *testing.T) {
 	if !caller.IsValid() {
 		t.Fatal("no session to the origin in the registry")
 	}
+	defer func(l netip.AddrPort) { listener = l }(listener)
+	other := listener
+	listener = netip.MustParseAddrPort(p.Addr)
+	// The same caller address on another listener is another caller.
+	if got, err := (func() (bool, error) {
+		defer func(l netip.AddrPort) { listener = l }(listener)
+		listener = other
+		return match(t, caller, make([]byte, 16+188))
+	})(); err != nil || got {
+		t.Errorf("data from the session's caller to another listener: matched %v (%v)", got, err)
+	}
 	// A data packet: no handshake, so only the session makes it match.
 	data := make([]byte, 16+188)
 	data[3] = 1
@@ -184,7 +200,7 @@ func TestMatchRelayedSession(t *testing.T) {
 
 	conn.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for session.Default.Lookup(caller) != nil {
+	for slices.ContainsFunc(session.Default.Sessions(), func(s *session.Session) bool { return s.Caller == caller }) {
 		if time.Now().After(deadline) {
 			t.Fatal("the session did not end after the caller closed")
 		}

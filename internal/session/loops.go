@@ -27,8 +27,8 @@ func (s *Session) upstreamLoop() {
 				return
 			}
 			if isRefused(err) {
-				// An ICMP error from an earlier write: the upstream may be
-				// restarting. SRT's own timers decide whether it is dead.
+				// An ICMP error from an earlier write: see origin.go.
+				s.upstreamRefused()
 				continue
 			}
 			s.End(EndUpstreamError, fmt.Errorf("reading from upstream %s: %w", s.UpstreamAddr, err))

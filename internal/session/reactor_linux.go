@@ -677,8 +677,13 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 			case unix.EAGAIN, unix.EINTR:
 				return
 			case unix.ECONNREFUSED:
-				// An ICMP error from an earlier send: the peer may be
-				// restarting. SRT's own timers decide whether it is dead.
+				// An ICMP error from an earlier send (EPOLLERR brings us
+				// here). From the upstream it may mean the origin is
+				// gone (see origin.go); from the caller, SRT's own
+				// timers decide.
+				if fromUpstream {
+					s.upstreamRefused()
+				}
 				continue
 			}
 			if fromUpstream {
@@ -714,7 +719,9 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 			return
 		}
 		gso := dst.gsoErr == nil
-		if err := r.out.send(dst); err != nil && !s.ended() {
+		if err := r.out.send(dst); err != nil && !s.ended() && !fromUpstream && errors.Is(err, unix.ECONNREFUSED) {
+			s.upstreamRefused()
+		} else if err != nil && !s.ended() {
 			s.Logger.Debug("relaying", zap.String("session", s.ID), zap.Bool("to_caller", fromUpstream), zap.Error(err))
 		}
 		if gso && dst.gsoErr != nil {

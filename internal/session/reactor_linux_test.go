@@ -310,7 +310,7 @@ func TestReactorEndRacesStart(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for reg.Lookup(s.Caller) == nil && !s.ended() {
+			for reg.Lookup(s.Key()) == nil && !s.ended() {
 				runtime.Gosched()
 			}
 			s.Kick()

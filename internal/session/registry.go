@@ -11,15 +11,36 @@ import (
 // ErrExists reports a caller address that already has a live session.
 var ErrExists = errors.New("session: caller address already has a live session")
 
-// Registry holds the live sessions of a process, keyed by caller address.
+// Key identifies a session by what the kernel sees of its caller: the
+// listener address the caller dialled and the caller's own address. The
+// same caller address may hold sessions on two listeners (libsrt
+// multiplexes several connections on one local port); they must never
+// cross.
+type Key struct {
+	Listener, Caller netip.AddrPort
+}
+
+// KeyOf is the key of a caller at remote that dialled the listener at
+// local. IPv4 addresses on a dual-stack socket appear as IPv4-mapped
+// IPv6, and key the same as on an IPv4 socket.
+func KeyOf(local, remote net.Addr) (Key, bool) {
+	c, ok := CallerKey(remote)
+	if !ok {
+		return Key{}, false
+	}
+	l, _ := CallerKey(local)
+	return Key{Listener: l, Caller: c}, true
+}
+
+// Registry holds the live sessions of a process, keyed by Key.
 // It belongs to no configuration: sessions outlive the handler instances
 // that started them, which is what lets a stream flow through a reload.
 type Registry struct {
 	mu       sync.RWMutex
-	byCaller map[netip.AddrPort]*Session
+	byCaller map[Key]*Session
 	// ended remembers recently ended sessions, so that a caller still
 	// sending to one can be told so instead of being ignored.
-	ended     map[netip.AddrPort]tombstone
+	ended     map[Key]tombstone
 	lastSweep time.Time
 	// done sums the traffic of the sessions that have ended.
 	done Totals
@@ -61,21 +82,22 @@ const TombstoneTTL = 10 * time.Second
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{byCaller: make(map[netip.AddrPort]*Session), ended: make(map[netip.AddrPort]tombstone)}
+	return &Registry{byCaller: make(map[Key]*Session), ended: make(map[Key]tombstone)}
 }
 
 // Default is the process-wide registry.
 var Default = NewRegistry()
 
-// add registers s under its caller address.
+// add registers s under its key.
 func (r *Registry) add(s *Session) error {
+	k := s.Key()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.byCaller[s.Caller]; ok {
+	if _, ok := r.byCaller[k]; ok {
 		return ErrExists
 	}
-	r.byCaller[s.Caller] = s
-	delete(r.ended, s.Caller)
+	r.byCaller[k] = s
+	delete(r.ended, k)
 	return nil
 }
 
@@ -83,13 +105,14 @@ func (r *Registry) add(s *Session) error {
 // leaving a tombstone.
 func (r *Registry) remove(s *Session) {
 	now := time.Now()
+	k := s.Key()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.byCaller[s.Caller] == s {
-		delete(r.byCaller, s.Caller)
+	if r.byCaller[k] == s {
+		delete(r.byCaller, k)
 		r.done.add(s.Stats())
 	}
-	r.ended[s.Caller] = tombstone{socket: s.CallerSocket, until: now.Add(TombstoneTTL)}
+	r.ended[k] = tombstone{socket: s.CallerSocket, until: now.Add(TombstoneTTL)}
 	if now.Sub(r.lastSweep) >= TombstoneTTL {
 		r.lastSweep = now
 		for a, t := range r.ended {
@@ -100,11 +123,11 @@ func (r *Registry) remove(s *Session) {
 	}
 }
 
-// Ended reports whether caller had a session that ended within the last
-// TombstoneTTL, and the caller's socket ID in it.
-func (r *Registry) Ended(caller netip.AddrPort) (socket uint32, ok bool) {
+// Ended reports whether the caller k had a session that ended within the
+// last TombstoneTTL, and the caller's socket ID in it.
+func (r *Registry) Ended(k Key) (socket uint32, ok bool) {
 	r.mu.RLock()
-	t, found := r.ended[caller]
+	t, found := r.ended[k]
 	r.mu.RUnlock()
 	if !found || time.Now().After(t.until) {
 		return 0, false
@@ -112,10 +135,10 @@ func (r *Registry) Ended(caller netip.AddrPort) (socket uint32, ok bool) {
 	return t.socket, true
 }
 
-// Lookup returns the live session of a caller address, or nil.
-func (r *Registry) Lookup(caller netip.AddrPort) *Session {
+// Lookup returns the live session of the caller k, or nil.
+func (r *Registry) Lookup(k Key) *Session {
 	r.mu.RLock()
-	s := r.byCaller[caller]
+	s := r.byCaller[k]
 	r.mu.RUnlock()
 	return s
 }

@@ -59,7 +59,9 @@ func (s *Session) FromCaller(p []byte) bool {
 	if !relay {
 		return true
 	}
-	if _, err := s.up.Write(p); err != nil && !s.ended() && !isRefused(err) {
+	if _, err := s.up.Write(p); err != nil && !s.ended() && isRefused(err) {
+		s.upstreamRefused()
+	} else if err != nil && !s.ended() {
 		s.Logger.Debug("writing to upstream", zap.String("session", s.ID), zap.Error(err))
 	}
 	if shutdown {
@@ -90,6 +92,7 @@ func (s *Session) takeFromUpstream(p []byte) (shutdown bool) {
 		wire.SetDestSocket(p, s.CallerSocket)
 	}
 	s.fromUpstream.add(len(p))
+	s.upstreamAnswered()
 	return observe(p, &s.upstreamACK)
 }
 

@@ -43,8 +43,11 @@ const (
 	EndKicked           EndReason = "kicked"
 	EndCallerError      EndReason = "caller_error"
 	EndUpstreamError    EndReason = "upstream_error"
-	EndCallerRestarted  EndReason = "caller_restarted"
-	EndStopped          EndReason = "stopped"
+	// EndUpstreamGone: the upstream's host refused our datagrams
+	// repeatedly (see origin.go).
+	EndUpstreamGone    EndReason = "upstream_gone"
+	EndCallerRestarted EndReason = "caller_restarted"
+	EndStopped         EndReason = "stopped"
 )
 
 // TakeoverSilence is how long a caller must have been silent before a new
@@ -55,6 +58,9 @@ const TakeoverSilence = 3 * time.Second
 
 // Config describes an established session.
 type Config struct {
+	// Listener is the local address the caller dialled (the listener's);
+	// with Caller, it keys the session in the registry.
+	Listener     netip.AddrPort
 	Caller       netip.AddrPort
 	CallerSocket uint32
 	// Upstream is the socket connected to the upstream; the session owns it.
@@ -119,6 +125,7 @@ type Session struct {
 	fromCaller, fromUpstream counter
 	callerACK, upstreamACK   linkStats
 	lastCaller, lastUpstream atomic.Int64 // unix nanoseconds, set by the idle check
+	refusedSince             atomic.Int64 // unix nanoseconds of an unconfirmed refusal (origin.go)
 
 	registry *Registry
 	done     chan struct{}
@@ -173,6 +180,12 @@ func (s *Session) Start(reg *Registry, link Link, want Path) error {
 	s.path = want
 	var p *relayPair
 	if want != PathListener {
+		if c, ok := link.(*net.UDPConn); ok {
+			sizeRecvBuffer(c)
+		}
+		if s.Upstream != nil {
+			sizeRecvBuffer(s.Upstream)
+		}
 		s.path = PathSocket
 		if p = newRelayPair(s, link); p != nil {
 			s.path = PathReactor
@@ -224,6 +237,9 @@ func (s *Session) Start(reg *Registry, link Link, want Path) error {
 	}
 	return nil
 }
+
+// Key is the session's registry key.
+func (s *Session) Key() Key { return Key{Listener: s.Listener, Caller: s.Caller} }
 
 // Path says how the session relays, as Start decided it.
 func (s *Session) Path() Path { return s.path }
@@ -403,7 +419,7 @@ func (s *Session) End(reason EndReason, err error) {
 		case EndCallerShutdown, EndUpstreamShutdown:
 			// The SHUTDOWN was relayed; both peers know.
 		default:
-			if reason != EndUpstreamError {
+			if reason != EndUpstreamError && reason != EndUpstreamGone {
 				_, _ = s.up.Write(wire.AppendShutdown(nil, s.UpstreamSocket, ts))
 			}
 			if reason != EndCallerError && reason != EndCallerRestarted {

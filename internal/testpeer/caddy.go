@@ -37,6 +37,7 @@ type Proxy struct {
 	logFile string
 	t       testing.TB
 	apps    map[string]any
+	more    []string
 }
 
 // Options shape a proxy config.
@@ -50,6 +51,8 @@ type Options struct {
 	Apps map[string]any
 	// LogFile, when set, receives Caddy's logs as JSON lines.
 	LogFile string
+	// MoreListen are further listener addresses of the same server.
+	MoreListen []string
 }
 
 // StartProxy starts Caddy with one layer4 UDP server whose only route
@@ -58,7 +61,7 @@ type Options struct {
 func StartProxy(t testing.TB, handler map[string]any, opt Options) *Proxy {
 	t.Helper()
 	caddyMu.Lock()
-	p := &Proxy{t: t, Addr: opt.Listen, logFile: opt.LogFile, apps: opt.Apps}
+	p := &Proxy{t: t, Addr: opt.Listen, logFile: opt.LogFile, apps: opt.Apps, more: opt.MoreListen}
 	if p.Addr == "" {
 		p.Addr = "127.0.0.1:" + strconv.Itoa(FreeUDPPort(t))
 	}
@@ -104,7 +107,7 @@ func (p *Proxy) Config(handler map[string]any) []byte {
 			"layer4": map[string]any{
 				"servers": map[string]any{
 					"srt": map[string]any{
-						"listen": []string{"udp/" + p.Addr},
+						"listen": listenAddrs(p.Addr, p.more),
 						"routes": []any{map[string]any{
 							"match":  []any{map[string]any{"srt": map[string]any{}}},
 							"handle": []any{h},
@@ -122,6 +125,14 @@ func (p *Proxy) Config(handler map[string]any) []byte {
 		p.t.Fatal(err)
 	}
 	return b
+}
+
+func listenAddrs(first string, more []string) []string {
+	out := []string{"udp/" + first}
+	for _, a := range more {
+		out = append(out, "udp/"+a)
+	}
+	return out
 }
 
 // Reload replaces the running config the way an operator does: a POST to
@@ -158,6 +169,11 @@ func must(t testing.TB, f func() (int, error)) int {
 // Get fetches an admin API path.
 func (p *Proxy) Get(path string) ([]byte, error) {
 	return p.admin(http.MethodGet, path)
+}
+
+// Post sends an empty POST to an admin API path.
+func (p *Proxy) Post(path string) ([]byte, error) {
+	return p.admin(http.MethodPost, path)
 }
 
 // Delete sends DELETE to an admin API path.
