@@ -72,12 +72,7 @@ var errConflict = errors.New("the stream already has a live publisher (publisher
 
 // provisionDirectory connects the handler to the process's directory and,
 // when configured, to the shared store.
-func (h *Handler) provisionDirectory(reg *prometheus.Registry, log *zap.Logger) {
-	if reg != nil {
-		for _, c := range []prometheus.Collector{directoryLookups, directoryErrors, directoryConflicts} {
-			_ = reg.Register(c)
-		}
-	}
+func (h *Handler) provisionDirectory(log *zap.Logger) {
 	if h.Directory == nil || h.Directory.Redis == nil {
 		return
 	}

@@ -167,7 +167,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.gate = &handshake.Gate{Jar: cookie.Process()}
 	h.registry = session.Default
 	registerMetrics(ctx.GetMetricsRegistry())
-	h.provisionDirectory(ctx.GetMetricsRegistry(), h.logger)
+	h.provisionDirectory(h.logger)
 	return nil
 }
 

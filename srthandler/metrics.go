@@ -52,7 +52,8 @@ func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{handshakesTotal, handshakeSeconds, collector, drainingGauge} {
+	for _, c := range []prometheus.Collector{handshakesTotal, handshakeSeconds, collector, drainingGauge,
+		directoryLookups, directoryErrors, directoryConflicts} {
 		// Already registered by another handler of this configuration, or
 		// a name clash with another module: either way, metrics are not
 		// worth failing a config load over.
