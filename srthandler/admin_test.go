@@ -1,7 +1,6 @@
 package srthandler_test
 
 import (
-	"encoding/json"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -15,15 +14,7 @@ import (
 
 func sessions(t *testing.T, p *testpeer.Proxy) []srthandler.SessionView {
 	t.Helper()
-	b, err := p.Get("/srt/sessions")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []srthandler.SessionView
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatalf("%v: %s", err, b)
-	}
-	return out
+	return adminJSON[[]srthandler.SessionView](t, p, "/srt/sessions")
 }
 
 // metric reads one sample from the admin API's /metrics.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,25 +299,8 @@ func TestAuthConnectTimeReport(t *testing.T) {
 			map[string]any{"resource": []string{"none/*"}, "to": to(b.Addr())},
 		},
 	}, testpeer.Options{})
-	median := func(id string) time.Duration {
-		r := testpeer.RunCaller(t, p.Addr, id, testpeer.CallerOptions{Repeat: repeat})
-		var took []time.Duration
-		for _, at := range r.Attempts {
-			if !at.Connected {
-				t.Fatalf("%s: %v; output:\n%s%s", id, at, r.Output, r.Stderr)
-			}
-			took = append(took, at.Took)
-		}
-		if len(took) != repeat {
-			t.Fatalf("%s: %d attempts, want %d", id, len(took), repeat)
-		}
-		slices.Sort(took)
-		m := (took[repeat/2-1] + took[repeat/2]) / 2
-		t.Logf("%s: median connect %v (min %v, max %v) over %d", id, m, took[0], took[repeat-1], repeat)
-		return m
-	}
-	none := median("#!::r=none/x")
+	none := medianConnect(t, "no auth", p.Addr, "#!::r=none/x", repeat)
 	posts := a.posts.Load()
-	auth := median("#!::r=ok/x")
+	auth := medianConnect(t, "auth http", p.Addr, "#!::r=ok/x", repeat)
 	t.Logf("auth http adds %v to the median connect time (%d callbacks)", auth-none, a.posts.Load()-posts)
 }

@@ -1,9 +1,7 @@
 package srthandler_test
 
 import (
-	"encoding/json"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -30,15 +28,7 @@ func otherInstance(t *testing.T, addr string, ttl time.Duration) (*directory.Tab
 
 func liveStreams(t *testing.T, p *testpeer.Proxy) []srthandler.LiveStreamView {
 	t.Helper()
-	b, err := p.Get("/srt/streams")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []srthandler.LiveStreamView
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return adminJSON[[]srthandler.LiveStreamView](t, p, "/srt/streams")
 }
 
 // Two instances share one Redis: a publisher placed through the other
@@ -132,32 +122,15 @@ func TestDirectoryConnectTimeReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	median := func(name string) time.Duration {
-		res := testpeer.RunCaller(t, p.Addr, "#!::r=live/timing", testpeer.CallerOptions{Repeat: repeat})
-		var took []time.Duration
-		for _, a := range res.Attempts {
-			if !a.Connected {
-				t.Fatalf("%s: attempt %d: %v", name, len(took)+1, a)
-			}
-			took = append(took, a.Took)
-		}
-		if len(took) != repeat {
-			t.Fatalf("%s: %d attempts, want %d", name, len(took), repeat)
-		}
-		slices.Sort(took)
-		m := (took[repeat/2-1] + took[repeat/2]) / 2
-		t.Logf("%s: median connect time %v (min %v, max %v) over %d connects", name, m, took[0], took[repeat-1], repeat)
-		return m
-	}
-	mem := median("memory directory")
+	mem := medianConnect(t, "memory directory", p.Addr, "#!::r=live/timing", repeat)
 	if err := p.Reload(withRedis); err != nil {
 		t.Fatal(err)
 	}
-	red := median("redis directory")
+	red := medianConnect(t, "redis directory", p.Addr, "#!::r=live/timing", repeat)
 	if err := p.Reload(memory); err != nil {
 		t.Fatal(err)
 	}
-	mem2 := median("memory directory, again")
+	mem2 := medianConnect(t, "memory directory, again", p.Addr, "#!::r=live/timing", repeat)
 	t.Logf("redis directory adds %v to the median connect (memory: %v and %v)", red-(mem+mem2)/2, mem, mem2)
 }
 

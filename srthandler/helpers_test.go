@@ -8,6 +8,7 @@ package srthandler_test
 // route_e2e_test.go goes through Caddy).
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -81,4 +82,39 @@ func settle(t *testing.T, sockets int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// medianConnect connects a libsrt caller repeat times (an even number) to
+// addr with stream ID id and returns the median connect time.
+func medianConnect(t *testing.T, name, addr, id string, repeat int) time.Duration {
+	t.Helper()
+	r := testpeer.RunCaller(t, addr, id, testpeer.CallerOptions{Repeat: repeat})
+	var took []time.Duration
+	for _, a := range r.Attempts {
+		if !a.Connected {
+			t.Fatalf("%s: attempt %d: %v; output:\n%s%s", name, len(took)+1, a, r.Output, r.Stderr)
+		}
+		took = append(took, a.Took)
+	}
+	if len(took) != repeat {
+		t.Fatalf("%s: %d attempts reported, want %d; output:\n%s%s", name, len(took), repeat, r.Output, r.Stderr)
+	}
+	slices.Sort(took)
+	m := (took[repeat/2-1] + took[repeat/2]) / 2
+	t.Logf("%s: median connect time %v (min %v, max %v) over %d connects", name, m, took[0], took[repeat-1], repeat)
+	return m
+}
+
+// adminJSON GETs an admin API path and decodes its JSON answer.
+func adminJSON[T any](t *testing.T, p *testpeer.Proxy, path string) T {
+	t.Helper()
+	b, err := p.Get(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out T
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("GET %s: %v: %s", path, err, b)
+	}
+	return out
 }

@@ -382,25 +382,8 @@ func TestConnectTimeReport(t *testing.T) {
 	const repeat = 10
 	b := startBackend(t, "b")
 	p := interopProxyTo(t, b.Addr())
-	median := func(name, addr string) time.Duration {
-		r := testpeer.RunCaller(t, addr, "#!::r=live/timing", testpeer.CallerOptions{Repeat: repeat})
-		var took []time.Duration
-		for _, a := range r.Attempts {
-			if !a.Connected {
-				t.Fatalf("%s: attempt %d: %v; output:\n%s%s", name, len(took)+1, a, r.Output, r.Stderr)
-			}
-			took = append(took, a.Took)
-		}
-		if len(took) != repeat {
-			t.Fatalf("%s: %d attempts reported, want %d; output:\n%s%s", name, len(took), repeat, r.Output, r.Stderr)
-		}
-		slices.Sort(took)
-		m := (took[repeat/2-1] + took[repeat/2]) / 2
-		t.Logf("%s: median connect time %v (min %v, max %v) over %d connects", name, m, took[0], took[repeat-1], repeat)
-		return m
-	}
-	direct := median("direct", b.Addr())
-	proxied := median("through the proxy", p.Addr)
+	direct := medianConnect(t, "direct", b.Addr(), "#!::r=live/timing", repeat)
+	proxied := medianConnect(t, "through the proxy", p.Addr, "#!::r=live/timing", repeat)
 	if direct > 0 {
 		t.Logf("proxy/direct connect-time ratio: %.2f", float64(proxied)/float64(direct))
 	}

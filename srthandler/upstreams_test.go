@@ -2,7 +2,6 @@ package srthandler_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -18,15 +17,7 @@ import (
 
 func upstreamsOf(t *testing.T, p *testpeer.Proxy) []srthandler.UpstreamView {
 	t.Helper()
-	b, err := p.Get("/srt/upstreams")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []srthandler.UpstreamView
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatalf("%s: %v", b, err)
-	}
-	return out
+	return adminJSON[[]srthandler.UpstreamView](t, p, "/srt/upstreams")
 }
 
 // addressesFrom lists the upstreams that came from source.
