@@ -48,19 +48,7 @@ func TestStopEndsSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("caddy.Stop returned after %v", time.Since(stopped))
-	for _, peer := range []struct {
-		name string
-		p    *testpeer.Process
-	}{{"caller", c.Process}, {"origin", origin.Process}} {
-		if exited, _ := peer.p.Wait(time.Until(stopped.Add(3 * time.Second))); !exited {
-			t.Fatalf("%s still connected %v after caddy.Stop", peer.name, time.Since(stopped))
-		}
-		took := time.Since(stopped)
-		t.Logf("%s saw the connection closed %v after caddy.Stop", peer.name, took)
-		if took > time.Second {
-			t.Errorf("%s saw the connection closed after %v, want within 1s", peer.name, took)
-		}
-	}
+	bothClosedWithin(t, time.Second, stopped, "caddy.Stop", c.Process, origin.Process)
 	// A plain bind (no SO_REUSEPORT) fails while any socket holds the port.
 	l, err := net.ListenPacket("udp", p.Addr)
 	if err != nil {
@@ -194,19 +182,7 @@ func testSIGTERMEndsSessions(t *testing.T, reloadWithoutSRT bool) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for _, peer := range []struct {
-		name string
-		p    *testpeer.Process
-	}{{"caller", c.Process}, {"origin", origin.Process}} {
-		if done, _ := peer.p.Wait(time.Until(signalled.Add(3 * time.Second))); !done {
-			t.Fatalf("%s still connected %v after SIGTERM", peer.name, time.Since(signalled))
-		}
-		took := time.Since(signalled)
-		t.Logf("%s saw the connection closed %v after SIGTERM", peer.name, took)
-		if took > time.Second {
-			t.Errorf("%s saw the connection closed after %v, want within 1s", peer.name, took)
-		}
-	}
+	bothClosedWithin(t, time.Second, signalled, "SIGTERM", c.Process, origin.Process)
 	select {
 	case err := <-exited:
 		exited <- err // for the cleanup
@@ -216,5 +192,24 @@ func testSIGTERMEndsSessions(t *testing.T, reloadWithoutSRT bool) {
 		t.Logf("caddy exited %v after SIGTERM", time.Since(signalled))
 	case <-time.After(5 * time.Second):
 		t.Error("caddy did not exit within 5s of SIGTERM")
+	}
+}
+
+// bothClosedWithin checks that the caller and the origin saw their
+// connection closed within d of what happened at since.
+func bothClosedWithin(t *testing.T, d time.Duration, since time.Time, what string, caller, origin *testpeer.Process) {
+	t.Helper()
+	for _, peer := range []struct {
+		name string
+		p    *testpeer.Process
+	}{{"caller", caller}, {"origin", origin}} {
+		if exited, _ := peer.p.Wait(time.Until(since.Add(3 * d))); !exited {
+			t.Fatalf("%s still connected %v after %s", peer.name, time.Since(since), what)
+		}
+		took := time.Since(since)
+		t.Logf("%s saw the connection closed %v after %s", peer.name, took, what)
+		if took > d {
+			t.Errorf("%s saw the connection closed after %v, want within %v", peer.name, took, d)
+		}
 	}
 }
