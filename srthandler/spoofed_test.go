@@ -22,7 +22,7 @@ func TestForgedShutdownsEndNothing(t *testing.T) {
 			p := testpeer.StartProxy(t, map[string]any{
 				"data_path": path,
 				"routes":    []any{map[string]any{"to": to(b.Addr())}},
-			}, testpeer.Options{})
+			}, testpeer.Options{Admin: true})
 			proxy := netip.MustParseAddrPort(p.Addr)
 			before := session.DroppedControl()[session.DropSocketID]
 			forged := 0
@@ -60,6 +60,9 @@ func TestForgedShutdownsEndNothing(t *testing.T) {
 			}
 			if d := session.DroppedControl()[session.DropSocketID] - before; d < uint64(forged) {
 				t.Errorf("dropped %d control packets for their socket ID, want at least the %d forged", d, forged)
+			}
+			if m := metric(t, p, "caddy_layer4_srt_dropped_control_total", `reason="socket_id"`); m < float64(forged) {
+				t.Errorf("dropped_control_total{reason=socket_id} = %v, want at least %d", m, forged)
 			}
 		})
 	}
