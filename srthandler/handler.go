@@ -172,12 +172,13 @@ func (h *Handler) Cleanup() error {
 // Handle serves one caddy-l4 connection: the handshake datagrams of one
 // caller address, or a datagram of a session that already exists.
 //
-// Unless a session takes the address over, Handle returns only once the
-// address has been quiet for quietPeriod. caddy-l4 v0.1.2 deadlocks its
-// whole UDP listener when a connection's handler returns while its sender
-// keeps sending: the server loop blocks handing a sixth queued datagram to
-// a connection that nobody reads any more. So every datagram a handler
-// takes on, it drains until its sender stops.
+// caddy-l4 v0.1.2 deadlocks its whole UDP listener when a connection's
+// handler returns while its sender keeps sending: the server loop blocks
+// handing a sixth queued datagram to a connection that nobody reads any
+// more. So a handler returns only once its sender is quiet: a caller with
+// nothing pending (answered or dropped, no session, no rejection to
+// repeat) once caddy-l4 has dropped its connection (release.go), any
+// other once the address has been quiet for quietPeriod.
 func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	caller, ok := session.CallerKey(cx.RemoteAddr())
 	if !ok {
@@ -208,6 +209,7 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		lastReject  []byte // our answer to the last conclusion, for its repeats
 		rejectedFor uint32
 		toldEnded   time.Time
+		rel         = release{cx: cx} // release.go: letting go of unverified callers
 	)
 	for {
 		pkt := buf[:n]
@@ -215,6 +217,12 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		d := h.gate.Inspect(caller, pkt, now, nil)
 		switch d.Verdict {
 		case handshake.Conclude:
+			if rel.closing {
+				// In the instant caddy-l4 drops the connection, which a
+				// session could not outlive; the caller's repeat (libsrt:
+				// 250 ms) finds a new connection.
+				break
+			}
 			if lastReject != nil && d.Handshake.SocketID == rejectedFor {
 				// A repeat sent before our answer arrived: same answer,
 				// without a second upstream handshake.
@@ -236,6 +244,9 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 				countHandshake(outcomeRejected, t.Reason(), time.Time{})
 			}
 			h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
+			if lastReject == nil {
+				rel.start() // nothing pending: an unverified caller costs nothing once answered
+			}
 		default:
 			if socket, ended := h.registry.Ended(caller); ended && now.Sub(toldEnded) >= time.Second {
 				// Datagrams of a session that has ended: tell the caller
@@ -245,7 +256,17 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 				h.logger.Debug("caller still sending after its session ended", zap.Stringer("caller", caller))
 				break
 			}
+			if lastReject == nil {
+				rel.start()
+			}
 			h.logger.Debug("dropped datagram", zap.Stringer("caller", caller), zap.String("why", d.Why), zap.Int("size", len(pkt)))
+		}
+		if rel.closing {
+			var done bool
+			if n, done = rel.next(buf); done {
+				return nil
+			}
+			continue
 		}
 		if n, err = in.next(buf); err != nil {
 			return nil
