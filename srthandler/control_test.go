@@ -97,6 +97,9 @@ func TestMalformedControlDropped(t *testing.T) {
 			if session.Default.Lookup(caller) == nil {
 				t.Errorf("the caller's session ended")
 			}
+			// A SHUTDOWN to the session's socket still ends it.
+			c.Send(wire.AppendShutdown(nil, up, 1))
+			waitFor(t, 2*time.Second, "the caller's SHUTDOWN to end its session", func() bool { return session.Default.Lookup(caller) == nil })
 		})
 	}
 }

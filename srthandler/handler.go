@@ -211,6 +211,7 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		toldEnded   time.Time
 		rel         = release{cx: cx} // release.go: letting go of unverified callers
 	)
+	defer rel.finish()
 	for {
 		pkt := buf[:n]
 		now := time.Now()
@@ -237,16 +238,16 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 			// has ended: either way, read on until the caller is quiet.
 			lastReject, rejectedFor = reject, d.Handshake.SocketID
 		case handshake.Reply:
-			if _, err := cx.Conn.Write(d.Reply); err != nil {
+			if lastReject == nil {
+				rel.start() // nothing pending: an unverified caller costs nothing once answered
+			}
+			if err := rel.write(d.Reply); err != nil {
 				h.logger.Debug("answering caller", zap.Stringer("caller", caller), zap.Error(err))
 			}
 			if t, ok := wire.HandshakeTypeOf(d.Reply); ok && t.IsRejection() {
 				countHandshake(outcomeRejected, t.Reason(), time.Time{})
 			}
 			h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
-			if lastReject == nil {
-				rel.start() // nothing pending: an unverified caller costs nothing once answered
-			}
 		default:
 			if socket, ended := h.registry.Ended(caller); ended && now.Sub(toldEnded) >= time.Second {
 				// Datagrams of a session that has ended: tell the caller

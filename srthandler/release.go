@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/mholt/caddy-l4/layer4"
@@ -21,9 +23,8 @@ import (
 // Returning at once is what deadlocks caddy-l4 (see Handle): its server
 // loop blocks handing a sixth queued datagram to a connection nobody
 // reads. So the handler first makes sure the sender is quiet, with
-// WaitForMore, whose timeout is exact: releaseQuiet after our answer
-// (a real caller's conclusion within it is served on this connection as
-// before). Then it asks caddy-l4 to drop the connection (Close) and reads
+// WaitForMore, whose timeout is exact: releaseQuiet after the datagram
+// (a sender's burst comes within it). Then it asks caddy-l4 to drop the connection (Close) and reads
 // on until caddy-l4 has done so: only then can no datagram be queued for
 // it. WaitForMore sees the closed channel without reporting it back to
 // caddy-l4 (a Read would, and caddy-l4 would take that report for the
@@ -32,17 +33,25 @@ import (
 // whatever the deadline) from the closed channel (deadline exceeded).
 // Empty datagrams are told apart this way too: caddy-l4 reports them as
 // io.EOF, like a closed connection.
+//
+// Our answer goes out only after that (heldReplies): the caller's next
+// datagram must find caddy-l4 done with this connection, and done with
+// the Close it makes itself once Handle returns, or that Close could tear
+// down the connection the caller's conclusion just opened (gosrt callers
+// send their conclusion once).
 
 // releaseQuiet is how long a caller that has nothing pending must stay
-// silent before its connection is let go. It outlasts the gap inside a
-// burst from one sender by far; a caller further away than this answers
-// on a new connection, which a cookie makes no different.
-const releaseQuiet = 10 * time.Millisecond
+// silent before its connection is let go: far longer than the gaps in a
+// burst from one sender, and the most a real caller's handshake waits
+// for it (with replyDelay) is small beside the 250 ms a libsrt caller
+// waits before it repeats a handshake packet.
+const releaseQuiet = 5 * time.Millisecond
 
 // release drives the letting go of one caddy-l4 connection.
 type release struct {
 	cx      *layer4.Connection
 	closing bool
+	held    [][]byte
 }
 
 // start lets the connection go if the sender stays quiet for
@@ -61,6 +70,23 @@ func (r *release) start() {
 	r.closing = true
 	_ = r.cx.Conn.Close()
 }
+
+// write answers the caller: at once, or, once letting go has started,
+// after Handle has returned (finish).
+func (r *release) write(b []byte) error {
+	if !r.closing {
+		_, err := r.cx.Conn.Write(b)
+		return err
+	}
+	if len(r.held) < maxHeldPerConn {
+		r.held = append(r.held, b)
+	}
+	return nil
+}
+
+// maxHeldPerConn bounds the answers one connection holds: a burst read
+// while letting go is answered no more than this.
+const maxHeldPerConn = 4
 
 // next reads the next non-empty datagram, or reports done once caddy-l4
 // has dropped the connection.
@@ -84,5 +110,88 @@ func (r *release) next(buf []byte) (n int, done bool) {
 			return 0, true
 		}
 		// An empty datagram: read on.
+	}
+}
+
+// finish queues the held answers; Handle defers it.
+func (r *release) finish() {
+	if len(r.held) == 0 {
+		return
+	}
+	pc, ok := r.cx.Conn.(net.PacketConn)
+	if !ok {
+		for _, b := range r.held {
+			_, _ = r.cx.Conn.Write(b)
+		}
+		return
+	}
+	to := r.cx.RemoteAddr()
+	for _, b := range r.held {
+		heldReplies.add(pc, to, b)
+	}
+	r.held = nil
+}
+
+// replyDelay is how long an answer to a let-go caller waits: long enough
+// for caddy-l4's server loop to have processed the Close that follows
+// Handle's return.
+const replyDelay = 5 * time.Millisecond
+
+// maxHeldReplies bounds the answers waiting process-wide (about 150
+// bytes each); beyond it a flood's answers are dropped, and a real
+// caller whose answer was dropped repeats its induction.
+const maxHeldReplies = 16384
+
+type heldReply struct {
+	pc  net.PacketConn
+	to  net.Addr
+	b   []byte
+	due time.Time
+}
+
+// replyQueue sends answers after replyDelay from one timer: no
+// goroutine per answer, and memory bounded by maxHeldReplies.
+type replyQueue struct {
+	mu    sync.Mutex
+	q     []heldReply
+	armed bool
+}
+
+var heldReplies replyQueue
+
+func (q *replyQueue) add(pc net.PacketConn, to net.Addr, b []byte) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.q) >= maxHeldReplies {
+		return
+	}
+	q.q = append(q.q, heldReply{pc: pc, to: to, b: b, due: time.Now().Add(replyDelay)})
+	if !q.armed {
+		q.armed = true
+		time.AfterFunc(replyDelay, q.flush)
+	}
+}
+
+// flush sends what is due and rearms for the rest.
+func (q *replyQueue) flush() {
+	q.mu.Lock()
+	now := time.Now()
+	i := 0
+	for i < len(q.q) && !q.q[i].due.After(now) {
+		i++
+	}
+	due := make([]heldReply, i)
+	copy(due, q.q[:i])
+	rest := copy(q.q, q.q[i:])
+	clear(q.q[rest:])
+	q.q = q.q[:rest]
+	if rest > 0 {
+		time.AfterFunc(time.Until(q.q[0].due), q.flush)
+	} else {
+		q.armed = false
+	}
+	q.mu.Unlock()
+	for _, r := range due {
+		_, _ = r.pc.WriteTo(r.b, r.to)
 	}
 }
