@@ -249,7 +249,8 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 			}
 			h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
 		default:
-			if socket, ended := h.registry.Ended(caller); ended && now.Sub(toldEnded) >= time.Second {
+			socket, ended := h.registry.Ended(caller)
+			if ended && now.Sub(toldEnded) >= time.Second {
 				// Datagrams of a session that has ended: tell the caller
 				// again, in case it missed the SHUTDOWN.
 				toldEnded = now
@@ -257,7 +258,7 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 				h.logger.Debug("caller still sending after its session ended", zap.Stringer("caller", caller))
 				break
 			}
-			if lastReject == nil {
+			if lastReject == nil && !ended {
 				rel.start()
 			}
 			h.logger.Debug("dropped datagram", zap.Stringer("caller", caller), zap.String("why", d.Why), zap.Int("size", len(pkt)))

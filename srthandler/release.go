@@ -68,7 +68,11 @@ func (r *release) start() {
 		return // a datagram came (or this is no caddy-l4 packet connection)
 	}
 	r.closing = true
-	_ = r.cx.Conn.Close()
+	// Close blocks while caddy-l4's queue of closes is full; meanwhile
+	// this connection must be read on, or its sender fills it and the
+	// server loop, blocked on it, never takes the Close: the deadlock.
+	conn := r.cx.Conn
+	go func() { _ = conn.Close() }()
 }
 
 // write answers the caller: at once, or, once letting go has started,
