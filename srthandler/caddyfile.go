@@ -59,6 +59,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"max_pending":        &h.MaxPending,
 				"max_pending_per_ip": &h.MaxPendingPerIP,
 			}[opt] = n
+		case "upstream_allow":
+			if err := h.unmarshalAllow(d); err != nil {
+				return err
+			}
 		case "data_path":
 			if d.CountRemainingArgs() != 1 {
 				return d.ArgErr()

@@ -60,6 +60,7 @@ const pendingBuf = 2048
 //		max_sessions      <n>          # default 10000
 //		max_pending       <n>          # handshakes in progress; default 1024
 //		max_pending_per_ip <n>         # default 32
+//		upstream_allow    <CIDR...>    # where placeholder upstreams may point
 //		route {
 //			stream_id        <glob...>
 //			stream_id_regexp <regexp>
@@ -93,6 +94,9 @@ type Handler struct {
 	BatchWindow caddy.Duration `json:"batch_window,omitempty"`
 	HealthOptions
 	Limits
+	// UpstreamAllow lists the CIDR prefixes a placeholder upstream may
+	// point into (allow.go); a placeholder upstream needs it.
+	UpstreamAllow []string `json:"upstream_allow,omitempty"`
 	// Routes are tried in order; the first that matches decides.
 	Routes []*Route `json:"routes,omitempty"`
 
@@ -125,6 +129,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("srt route %d: %w", i, err)
 		}
 	}
+	if err := h.provisionAllow(); err != nil {
+		return err
+	}
 	h.releases = h.HealthOptions.watch(h.Routes, h.logger)
 	h.gate = &handshake.Gate{Jar: cookie.Process()}
 	h.registry = session.Default
@@ -149,6 +156,9 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	if err := h.Limits.validate(); err != nil {
+		return err
+	}
+	if err := h.validateAllow(); err != nil {
 		return err
 	}
 	switch h.DataPath {
@@ -313,6 +323,9 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 	candidates, err := pick(route, &info, repl, received)
 	if errors.Is(err, errNoHealthy) {
 		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
+	}
+	if errors.Is(err, errNotAllowed) {
+		return false, h.reject(cx, hs, wire.RejXForbidden, log, err.Error())
 	}
 	if err != nil {
 		// A placeholder upstream that names nothing: the reject line says why.

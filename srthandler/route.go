@@ -40,6 +40,7 @@ type Route struct {
 	streamID, resource, host, user []glob
 	streamIDRe                     *regexp.Regexp
 	upstreams                      []*upstream
+	allow                          allowList // the handler's upstream_allow
 	policy                         Policy
 	reason                         wire.RejectReason
 }
