@@ -59,7 +59,8 @@ const pendingBuf = 2048
 //		fail_duration     <duration>|off # ... within 10s takes it out for 10s
 //		max_sessions      <n>          # default 10000
 //		max_pending       <n>          # handshakes in progress; default 1024
-//		max_pending_per_ip <n>         # default 32
+//		max_pending_per_ip <n>         # default 32 (an IPv6 /64 counts as one IP)
+//		max_sessions_per_ip <n>        # sessions of one IP or IPv6 /64; default 1000
 //		upstream_allow    <CIDR...>    # where placeholder upstreams may point
 //		route {
 //			stream_id        <glob...>
@@ -94,6 +95,7 @@ type Handler struct {
 	BatchWindow caddy.Duration `json:"batch_window,omitempty"`
 	HealthOptions
 	Limits
+	SourceLimits
 	// UpstreamAllow lists the CIDR prefixes a placeholder upstream may
 	// point into (allow.go); a placeholder upstream needs it.
 	UpstreamAllow []string `json:"upstream_allow,omitempty"`
@@ -123,6 +125,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	defaultTo(&h.BatchWindow, caddy.Duration(DefaultBatchWindow))
 	h.HealthOptions.provision()
 	h.Limits.provision()
+	h.SourceLimits.provision()
 	h.passive = h.HealthOptions.passive()
 	for i, r := range h.Routes {
 		if err := r.provision(); err != nil {
@@ -156,6 +159,9 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	if err := h.Limits.validate(); err != nil {
+		return err
+	}
+	if err := h.SourceLimits.validate(); err != nil {
 		return err
 	}
 	if err := h.validateAllow(); err != nil {
@@ -315,11 +321,14 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 	if live := h.registry.Len() + splicing.count(); live >= h.MaxSessions {
 		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("max_sessions (%d) reached", h.MaxSessions))
 	}
-	release, ok := splicing.acquire(caller.Addr(), h.MaxPending, h.MaxPendingPerIP)
+	release, ok := splicing.acquire(sourceOf(caller), h.MaxPending, h.MaxPendingPerIP)
 	if !ok {
 		return false, h.reject(cx, hs, wire.RejXOverload, log, "too many handshakes in progress")
 	}
 	defer release()
+	if h.sourceFull(sourceOf(caller)) {
+		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("max_sessions_per_ip (%d) reached", h.MaxSessionsPerIP))
+	}
 	candidates, err := pick(route, &info, repl, received)
 	if errors.Is(err, errNoHealthy) {
 		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())

@@ -17,6 +17,8 @@ var ErrExists = errors.New("session: caller address already has a live session")
 type Registry struct {
 	mu       sync.RWMutex
 	byCaller map[netip.AddrPort]*Session
+	// bySource counts the live sessions per source (source.go).
+	bySource map[netip.Addr]int
 	// ended remembers recently ended sessions, so that a caller still
 	// sending to one can be told so instead of being ignored.
 	ended     map[netip.AddrPort]tombstone
@@ -61,7 +63,7 @@ const TombstoneTTL = 10 * time.Second
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{byCaller: make(map[netip.AddrPort]*Session), ended: make(map[netip.AddrPort]tombstone)}
+	return &Registry{byCaller: make(map[netip.AddrPort]*Session), bySource: make(map[netip.Addr]int), ended: make(map[netip.AddrPort]tombstone)}
 }
 
 // Default is the process-wide registry.
@@ -75,6 +77,7 @@ func (r *Registry) add(s *Session) error {
 		return ErrExists
 	}
 	r.byCaller[s.Caller] = s
+	r.bySource[SourceOf(s.Caller.Addr())]++
 	delete(r.ended, s.Caller)
 	return nil
 }
@@ -87,6 +90,10 @@ func (r *Registry) remove(s *Session) {
 	defer r.mu.Unlock()
 	if r.byCaller[s.Caller] == s {
 		delete(r.byCaller, s.Caller)
+		src := SourceOf(s.Caller.Addr())
+		if r.bySource[src]--; r.bySource[src] <= 0 {
+			delete(r.bySource, src)
+		}
 		r.done.add(s.Stats())
 	}
 	r.ended[s.Caller] = tombstone{socket: s.CallerSocket, until: now.Add(TombstoneTTL)}

@@ -35,6 +35,26 @@ func NewRawCaller(t testing.TB, proxy string, socketID uint32) *RawCaller {
 	return &RawCaller{Conn: c, SocketID: socketID, t: t}
 }
 
+// NewRawCallerFrom is NewRawCaller from a given local address, e.g.
+// "127.0.0.3:0": another source for per-source limits.
+func NewRawCallerFrom(t testing.TB, local, proxy string, socketID uint32) *RawCaller {
+	t.Helper()
+	la, err := net.ResolveUDPAddr("udp", local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra, err := net.ResolveUDPAddr("udp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialUDP("udp", la, ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &RawCaller{Conn: c, SocketID: socketID, t: t}
+}
+
 // Send writes one datagram.
 func (c *RawCaller) Send(b []byte) {
 	c.t.Helper()
