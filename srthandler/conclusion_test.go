@@ -1,6 +1,7 @@
 package srthandler_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,4 +66,49 @@ func TestMalformedConclusionsReachNoOrigin(t *testing.T) {
 	c.Send(wire.AppendShutdown(nil, resp.SocketID, 1))
 	caller, _ := session.CallerKey(c.Conn.LocalAddr())
 	waitFor(t, 2*time.Second, "the valid caller's session to end", func() bool { return session.Default.Lookup(caller) == nil })
+}
+
+// An upstream that answers our inductions but never this caller's
+// conclusion gets a bounded replay: the caller is told gateway (1502)
+// well before handshake_timeout, so its slot is free early, and what the
+// upstream was sent stays a few datagrams whatever the timeout.
+func TestUnansweredConclusionIsBounded(t *testing.T) {
+	b := startBackend(t, "b")
+	relay := testpeer.NewRelay(t, b.Addr())
+	var toBackend, bytesToBackend atomic.Int64
+	relay.SetDrop(func(toward bool, p []byte) bool {
+		if !toward {
+			return false
+		}
+		toBackend.Add(1)
+		bytesToBackend.Add(int64(len(p)))
+		typ, ok := wire.HandshakeTypeOf(p)
+		return ok && typ == wire.HSConclusion
+	})
+	p := testpeer.StartProxy(t, map[string]any{
+		"handshake_timeout": "2500ms",
+		"routes":            []any{map[string]any{"to": to(relay.Addr)}},
+	}, testpeer.Options{})
+	c := testpeer.NewRawCaller(t, p.Addr, 91)
+	c.Send(c.Induction())
+	ind, err := wire.ParseHandshake(c.Recv(2 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conclusion := c.Conclusion(5, ind.Cookie, "live/ignored")
+	start := time.Now()
+	c.Send(conclusion)
+	resp, err := wire.ParseHandshake(c.Recv(3 * time.Second))
+	took := time.Since(start)
+	if err != nil || !resp.Type.IsRejection() || resp.Type.Reason() != wire.RejXGateway {
+		t.Fatalf("got %v (%v), want gateway (1502)", resp.Type, err)
+	}
+	if took > 1500*time.Millisecond {
+		t.Errorf("answered after %v; the upstream had stopped answering long before handshake_timeout (2.5s)", took)
+	}
+	// Two fresh starts: an induction and two conclusions each.
+	if n, sent := toBackend.Load(), bytesToBackend.Load(); n > 6 || sent > int64(2*(wire.HandshakeLen+2*len(conclusion))) {
+		t.Errorf("the upstream was sent %d datagrams, %d bytes, for one %d-byte conclusion", n, sent, len(conclusion))
+	}
+	t.Logf("gateway after %v; upstream sent %d datagrams, %d bytes", took.Round(time.Millisecond), toBackend.Load(), bytesToBackend.Load())
 }
