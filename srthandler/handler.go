@@ -61,6 +61,7 @@ const pendingBuf = 2048
 //		max_pending       <n>          # handshakes in progress; default 1024
 //		max_pending_per_ip <n>         # default 32 (an IPv6 /64 counts as one IP)
 //		max_sessions_per_ip <n>        # sessions of one IP or IPv6 /64; default 1000
+//		handshake_rate_per_ip <n>      # conclusions a second of one source; default 100
 //		upstream_allow    <CIDR...>    # where placeholder upstreams may point
 //		route {
 //			stream_id        <glob...>
@@ -310,6 +311,9 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		log = log.With(zap.Uint32("handshake_version", hs.Version))
 	}
 
+	if !h.handshakeAllowed(caller, received) {
+		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("handshake_rate_per_ip (%d/s) reached", h.HandshakeRatePerIP))
+	}
 	idx, route := h.match(&info)
 	if route == nil {
 		return false, h.reject(cx, hs, wire.RejXNotFound, log, "no route matched")

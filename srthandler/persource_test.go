@@ -64,3 +64,45 @@ func TestMaxSessionsPerIP(t *testing.T) {
 		t.Errorf("a caller from 127.0.0.1 after one of its sessions ended: %v, want a session", typ)
 	}
 }
+
+// A source's conclusions beyond handshake_rate_per_ip get overload (1402)
+// before any upstream is tried; another source is not affected.
+func TestHandshakeRatePerIP(t *testing.T) {
+	b := startBackend(t, "b")
+	relay := testpeer.NewRelay(t, b.Addr())
+	p := testpeer.StartProxy(t, map[string]any{
+		"handshake_rate_per_ip": 2,
+		"routes":                []any{map[string]any{"reject": "forbidden", "resource": []string{"denied/*"}}, map[string]any{"to": to(relay.Addr)}},
+	}, testpeer.Options{})
+	reason := func(from, streamID string, id uint32) wire.RejectReason {
+		t.Helper()
+		c := testpeer.NewRawCallerFrom(t, from, p.Addr, id)
+		hs, err := wire.ParseHandshake(c.Handshake(5, streamID, 2*time.Second))
+		if err != nil || !hs.Type.IsRejection() {
+			t.Fatalf("caller %d from %s: %v (%v), want a rejection", id, from, hs.Type, err)
+		}
+		return hs.Type.Reason()
+	}
+	// Two conclusions at once pass (and are refused by their route)...
+	for i := range 2 {
+		if r := reason("127.0.0.1:0", "denied/x", uint32(10+i)); r != wire.RejXForbidden {
+			t.Errorf("conclusion %d of 2: %v, want forbidden", i+1, r)
+		}
+	}
+	// ...the third is over the rate: no upstream is tried.
+	seen := relay.Seen()
+	if r := reason("127.0.0.1:0", "live/x", 12); r != wire.RejXOverload {
+		t.Errorf("third conclusion at once: %v, want overload (1402)", r)
+	}
+	if relay.Seen() != seen {
+		t.Errorf("a conclusion over the rate reached the upstream")
+	}
+	if r := reason("127.0.0.4:0", "denied/y", 13); r != wire.RejXForbidden {
+		t.Errorf("a conclusion from 127.0.0.4: %v, want forbidden (its own budget)", r)
+	}
+	// Half a second later, one more is allowed again.
+	time.Sleep(600 * time.Millisecond)
+	if r := reason("127.0.0.1:0", "denied/z", 14); r != wire.RejXForbidden {
+		t.Errorf("a conclusion after the budget refilled: %v, want forbidden", r)
+	}
+}
