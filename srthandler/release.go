@@ -7,9 +7,12 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mholt/caddy-l4/layer4"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
 // Letting go of a caller that has nothing pending, at once: a spoofed
@@ -51,7 +54,10 @@ const releaseQuiet = 5 * time.Millisecond
 type release struct {
 	cx      *layer4.Connection
 	closing bool
-	held    [][]byte
+	// closed: caddy-l4 has taken our Close (it may not have acted on it).
+	closed atomic.Bool
+	big    []byte // whole datagrams while the Close is under way
+	held   [][]byte
 }
 
 // start lets the connection go if the sender stays quiet for
@@ -68,11 +74,19 @@ func (r *release) start() {
 		return // a datagram came (or this is no caddy-l4 packet connection)
 	}
 	r.closing = true
-	// Close blocks while caddy-l4's queue of closes is full; meanwhile
-	// this connection must be read on, or its sender fills it and the
-	// server loop, blocked on it, never takes the Close: the deadlock.
-	conn := r.cx.Conn
-	go func() { _ = conn.Close() }()
+	// Close blocks while caddy-l4's queue of closes is full (a flood);
+	// meanwhile this connection must be read on, or its sender fills it
+	// and the server loop, blocked on it, never takes the Close: the
+	// deadlock. So Close runs aside, and wakes the reader once it is
+	// through. The deadline timer it resets is made here: caddy-l4
+	// creates it on first use, which must not race.
+	_ = r.cx.SetReadDeadline(time.Now().Add(quietPeriod))
+	cx := r.cx
+	go func() {
+		_ = cx.Conn.Close()
+		r.closed.Store(true)
+		_ = cx.SetReadDeadline(time.Unix(1, 0))
+	}()
 }
 
 // write answers the caller: at once, or, once letting go has started,
@@ -95,6 +109,34 @@ const maxHeldPerConn = 4
 // next reads the next non-empty datagram, or reports done once caddy-l4
 // has dropped the connection.
 func (r *release) next(buf []byte) (n int, done bool) {
+	// While Close runs, only plain Reads of whole datagrams: caddy-l4's
+	// Close also releases a datagram WaitForMore (or a partial Read)
+	// keeps for the next Read, and must not find one being stored.
+	for waits := 0; !r.closed.Load(); {
+		if r.big == nil {
+			r.big = make([]byte, wire.MaxDatagram)
+		}
+		_ = r.cx.SetReadDeadline(time.Now().Add(quietPeriod))
+		if r.closed.Load() {
+			break // its wake-up may just have been overwritten
+		}
+		n, err := r.cx.Read(r.big)
+		switch {
+		case n > len(buf):
+			continue // no SRT packet is this long
+		case n > 0:
+			return copy(buf, r.big[:n]), false
+		case errors.Is(err, os.ErrDeadlineExceeded) && !r.closed.Load():
+			// Still waiting for caddy-l4 to take the Close. A server that
+			// has stopped never will: give up as a quiet caller would.
+			if waits++; waits >= 2 {
+				return 0, true
+			}
+			continue
+		}
+		// io.EOF: an empty datagram, or caddy-l4 has dropped the
+		// connection and Close is about to report it.
+	}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), quietPeriod)
 		err := r.cx.WaitForMore(ctx)
