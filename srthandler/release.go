@@ -27,15 +27,16 @@ import (
 // loop blocks handing a sixth queued datagram to a connection nobody
 // reads. So the handler first makes sure the sender is quiet, with
 // WaitForMore, whose timeout is exact: releaseQuiet after the datagram
-// (a sender's burst comes within it). Then it asks caddy-l4 to drop the connection (Close) and reads
-// on until caddy-l4 has done so: only then can no datagram be queued for
-// it. WaitForMore sees the closed channel without reporting it back to
-// caddy-l4 (a Read would, and caddy-l4 would take that report for the
-// next connection of the same address and tear it down); a Read with an
-// expired deadline then tells a datagram WaitForMore took (returned
-// whatever the deadline) from the closed channel (deadline exceeded).
-// Empty datagrams are told apart this way too: caddy-l4 reports them as
-// io.EOF, like a closed connection.
+// (a sender's burst comes within it). Then it asks caddy-l4 to drop the
+// connection (Close, which can block, so aside; see start) and reads on
+// until caddy-l4 has done so: only then can no datagram be queued for
+// it. Once Close is through, WaitForMore sees the closed channel without
+// reporting it back to caddy-l4 (a Read would, and caddy-l4 would take
+// that report for the next connection of the same address and tear it
+// down); a Read with an expired deadline then tells a datagram
+// WaitForMore took (returned whatever the deadline) from the closed
+// channel (deadline exceeded). Empty datagrams are told apart this way
+// too: caddy-l4 reports them as io.EOF, like a closed connection.
 //
 // Our answer goes out only after that (heldReplies): the caller's next
 // datagram must find caddy-l4 done with this connection, and done with
