@@ -43,7 +43,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				"batch_window":      &h.BatchWindow,
 				"grace_period":      &h.GracePeriod,
 			}[opt] = caddy.Duration(dur)
-		case "health_passes", "health_fails", "max_fails", "max_sessions", "max_pending", "max_pending_per_ip":
+		case "health_passes", "health_fails", "max_fails", "max_sessions", "max_pending", "max_pending_per_ip", "max_sessions_per_ip", "handshake_rate_per_ip":
 			if d.CountRemainingArgs() != 1 {
 				return d.ArgErr()
 			}
@@ -53,18 +53,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("%s: %s: want a positive whole number, got %q", wrapper, opt, d.Val())
 			}
 			*map[string]*int{
-				"health_passes":      &h.HealthPasses,
-				"health_fails":       &h.HealthFails,
-				"max_fails":          &h.MaxFails,
-				"max_sessions":       &h.MaxSessions,
-				"max_pending":        &h.MaxPending,
-				"max_pending_per_ip": &h.MaxPendingPerIP,
+				"health_passes":         &h.HealthPasses,
+				"health_fails":          &h.HealthFails,
+				"max_fails":             &h.MaxFails,
+				"max_sessions":          &h.MaxSessions,
+				"max_pending":           &h.MaxPending,
+				"max_pending_per_ip":    &h.MaxPendingPerIP,
+				"max_sessions_per_ip":   &h.MaxSessionsPerIP,
+				"handshake_rate_per_ip": &h.HandshakeRatePerIP,
 			}[opt] = n
 		case "upstream_allow":
-			if d.CountRemainingArgs() == 0 {
-				return d.ArgErr()
+			if err := h.unmarshalAllow(d); err != nil {
+				return err
 			}
-			h.UpstreamAllow = d.RemainingArgs()
 		case "data_path":
 			if d.CountRemainingArgs() != 1 {
 				return d.ArgErr()

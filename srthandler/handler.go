@@ -62,10 +62,13 @@ const pendingBuf = 2048
 //		fail_duration     <duration>|off # ... within 10s takes it out for 10s
 //		max_sessions      <n>          # default 10000
 //		max_pending       <n>          # handshakes in progress; default 1024
-//		max_pending_per_ip <n>         # default 32
-//		upstream_allow    <cidr...>    # where upstreams not in the config may be
+//		max_pending_per_ip <n>         # default 32 (an IPv6 /64 counts as one IP)
+//		max_sessions_per_ip <n>        # sessions of one IP or IPv6 /64; default 1000
+//		handshake_rate_per_ip <n>      # conclusions a second of one source; default 100
+//		upstream_allow    <CIDR...>    # where placeholder upstreams and SRS origins may be
 //		directory redis <host:port> { password db key_prefix ttl }
 //		publisher_conflict follow|reject
+//		grace_period      <duration>   # on stop: live sessions may run this long
 //		route {
 //			stream_id        <glob...>
 //			stream_id_regexp <regexp>
@@ -102,8 +105,10 @@ type Handler struct {
 	BatchWindow caddy.Duration `json:"batch_window,omitempty"`
 	HealthOptions
 	Limits
-	// UpstreamAllow lists the CIDR ranges upstreams not fixed in the
-	// config may be in: SRS origins that sent heartbeats (dynamic srs).
+	SourceLimits
+	// UpstreamAllow lists the CIDR prefixes upstreams that callers or
+	// heartbeats name may be in: placeholder upstreams (which need it,
+	// allow.go) and SRS origins that register (dynamic srs).
 	UpstreamAllow []string `json:"upstream_allow,omitempty"`
 	// Directory shares the stream directory (stream key -> the upstream of
 	// its live publisher) through Redis; default: this process's memory.
@@ -123,7 +128,6 @@ type Handler struct {
 	registry *session.Registry
 	passive  passivePolicy
 	releases []func()
-	allow    []netip.Prefix
 
 	// secretKeys are the stream ID keys besides s whose values are never
 	// shown: the params auth jwt routes read their tokens from.
@@ -149,17 +153,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	defaultTo(&h.BatchWindow, caddy.Duration(DefaultBatchWindow))
 	h.HealthOptions.provision()
 	h.Limits.provision()
+	h.SourceLimits.provision()
 	h.passive = h.HealthOptions.passive()
 	for i, r := range h.Routes {
 		if err := r.provision(); err != nil {
 			return fmt.Errorf("srt route %d: %w", i, err)
 		}
 	}
-	allow, err := parsePrefixes(h.UpstreamAllow)
-	if err != nil {
+	if err := h.provisionAllow(); err != nil {
 		return err
 	}
-	h.allow = allow
 	if err := h.provisionAuth(ctx); err != nil {
 		return err
 	}
@@ -188,6 +191,12 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	if err := h.Limits.validate(); err != nil {
+		return err
+	}
+	if err := h.SourceLimits.validate(); err != nil {
+		return err
+	}
+	if err := h.validateAllow(); err != nil {
 		return err
 	}
 	if err := h.validateAuth(); err != nil {
@@ -222,12 +231,13 @@ func (h *Handler) Cleanup() error {
 // Handle serves one caddy-l4 connection: the handshake datagrams of one
 // caller address, or a datagram of a session that already exists.
 //
-// Unless a session takes the address over, Handle returns only once the
-// address has been quiet for quietPeriod. caddy-l4 v0.1.2 deadlocks its
-// whole UDP listener when a connection's handler returns while its sender
-// keeps sending: the server loop blocks handing a sixth queued datagram to
-// a connection that nobody reads any more. So every datagram a handler
-// takes on, it drains until its sender stops.
+// caddy-l4 v0.1.2 deadlocks its whole UDP listener when a connection's
+// handler returns while its sender keeps sending: the server loop blocks
+// handing a sixth queued datagram to a connection that nobody reads any
+// more. So a handler returns only once its sender is quiet: a caller with
+// nothing pending (answered or dropped, no session, no rejection to
+// repeat) once caddy-l4 has dropped its connection (release.go), any
+// other once the address has been quiet for quietPeriod.
 func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 	caller, ok := session.CallerKey(cx.RemoteAddr())
 	if !ok {
@@ -258,13 +268,21 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		lastReject  []byte // our answer to the last conclusion, for its repeats
 		rejectedFor uint32
 		toldEnded   time.Time
+		rel         = release{cx: cx} // release.go: letting go of unverified callers
 	)
+	defer rel.finish()
 	for {
 		pkt := buf[:n]
 		now := time.Now()
 		d := h.gate.Inspect(caller, pkt, now, nil)
 		switch d.Verdict {
 		case handshake.Conclude:
+			if rel.closing {
+				// In the instant caddy-l4 drops the connection, which a
+				// session could not outlive; the caller's repeat (libsrt:
+				// 250 ms) finds a new connection.
+				break
+			}
 			if lastReject != nil && d.Handshake.SocketID == rejectedFor {
 				// A repeat sent before our answer arrived: same answer,
 				// without a second upstream handshake.
@@ -279,7 +297,10 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 			// has ended: either way, read on until the caller is quiet.
 			lastReject, rejectedFor = reject, d.Handshake.SocketID
 		case handshake.Reply:
-			if _, err := cx.Conn.Write(d.Reply); err != nil {
+			if lastReject == nil {
+				rel.start() // nothing pending: an unverified caller costs nothing once answered
+			}
+			if err := rel.write(d.Reply); err != nil {
 				h.logger.Debug("answering caller", zap.Stringer("caller", caller), zap.Error(err))
 			}
 			if t, ok := wire.HandshakeTypeOf(d.Reply); ok && t.IsRejection() {
@@ -287,7 +308,8 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 			}
 			h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
 		default:
-			if socket, ended := h.registry.Ended(sessionKey(cx, caller)); ended && now.Sub(toldEnded) >= time.Second {
+			socket, ended := h.registry.Ended(sessionKey(cx, caller))
+			if ended && now.Sub(toldEnded) >= time.Second {
 				// Datagrams of a session that has ended: tell the caller
 				// again, in case it missed the SHUTDOWN.
 				toldEnded = now
@@ -295,7 +317,17 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 				h.logger.Debug("caller still sending after its session ended", zap.Stringer("caller", caller))
 				break
 			}
+			if lastReject == nil && !ended {
+				rel.start()
+			}
 			h.logger.Debug("dropped datagram", zap.Stringer("caller", caller), zap.String("why", d.Why), zap.Int("size", len(pkt)))
+		}
+		if rel.closing {
+			var done bool
+			if n, done = rel.next(buf); done {
+				return nil
+			}
+			continue
 		}
 		if n, err = in.next(buf); err != nil {
 			return nil
@@ -325,6 +357,9 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 	if reason, why := admissionClosed(); reason != 0 {
 		return false, h.reject(cx, hs, reason, log, why)
 	}
+	if !h.handshakeAllowed(caller, received) {
+		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("handshake_rate_per_ip (%d/s) reached", h.HandshakeRatePerIP))
+	}
 	idx, route := h.match(&info)
 	if route == nil {
 		return false, h.reject(cx, hs, wire.RejXNotFound, log, "no route matched")
@@ -336,11 +371,14 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 	if live := h.registry.Len() + splicing.count(); live >= h.MaxSessions {
 		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("max_sessions (%d) reached", h.MaxSessions))
 	}
-	release, ok := splicing.acquire(caller.Addr(), h.MaxPending, h.MaxPendingPerIP)
+	release, ok := splicing.acquire(sourceOf(caller), h.MaxPending, h.MaxPendingPerIP)
 	if !ok {
 		return false, h.reject(cx, hs, wire.RejXOverload, log, "too many handshakes in progress")
 	}
 	defer release()
+	if h.sourceFull(sourceOf(caller)) {
+		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("max_sessions_per_ip (%d) reached", h.MaxSessionsPerIP))
+	}
 	authPlaced, refused := h.authorize(in, route, &info, caller, hs, received, log)
 	if refused != nil {
 		return false, refused
@@ -352,6 +390,9 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 	}
 	if errors.Is(err, errNoHealthy) {
 		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
+	}
+	if errors.Is(err, errNotAllowed) {
+		return false, h.reject(cx, hs, wire.RejXForbidden, log, err.Error())
 	}
 	if err != nil {
 		// A placeholder upstream that names nothing: the reject line says why.

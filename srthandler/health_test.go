@@ -135,20 +135,35 @@ func TestAllUpstreamsDown(t *testing.T) {
 // over within the handshake and takes it out for fail_duration.
 func TestPassiveHealth(t *testing.T) {
 	a := startBackend(t, "a")
-	dead := fmt.Sprintf("127.0.0.1:%d", testpeer.FreeUDPPort(t))
+	// The first upstream swallows everything: a relay that forwards
+	// nothing, so what the proxy still sends it can be counted.
+	dead := testpeer.NewRelay(t, a.Addr())
+	dead.Pause()
 	p := testpeer.StartProxy(t, map[string]any{
 		"fail_duration": "5s",
-		"routes":        []any{map[string]any{"to": to(dead, a.Addr()), "lb_policy": "first"}},
+		"routes":        []any{map[string]any{"to": to(dead.Addr, a.Addr()), "lb_policy": "first"}},
 	}, testpeer.Options{})
+	var afterFirst int64
 	for i := range 5 {
 		c, err := testpeer.Dial(p.Addr, fmt.Sprintf("live/%d", i), testpeer.DialOptions{})
 		if err != nil {
 			t.Fatalf("caller %d: %v", i, err)
 		}
 		c.Close()
+		if i == 0 {
+			afterFirst = dead.Seen()
+		}
 	}
 	if n := len(a.Conns()); n != 5 {
 		t.Fatalf("a got %d of 5 callers", n)
+	}
+	// Only the first caller's attempt may reach the dead upstream: it
+	// failed, so passive health keeps the next callers away from it.
+	if afterFirst == 0 {
+		t.Fatal("the first caller never tried the dead upstream")
+	}
+	if n := dead.Seen(); n != afterFirst {
+		t.Errorf("the dead upstream got %d more datagrams after it failed", n-afterFirst)
 	}
 }
 

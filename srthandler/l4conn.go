@@ -1,6 +1,7 @@
 package srthandler
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -39,11 +40,38 @@ func (d *datagramReader) Read(b []byte) (int, error) {
 	n, err := d.cx.Read(b)
 	switch {
 	case n == 0 && errors.Is(err, io.EOF):
+		if dropped(d.cx) {
+			return 0, errDropped
+		}
 		return 0, nil // an empty datagram: see quietPeriod
 	case n == 0 && err == nil:
 		return 0, errOversize
 	}
 	return n, err
+}
+
+// errDropped: caddy-l4 has dropped the connection (its idle timer, or a
+// Close for the same address that it took for this connection); every
+// further Read would return io.EOF at once.
+var errDropped = errors.New("caddy-l4 dropped the connection")
+
+// dropped tells, after a Read returned io.EOF, a connection caddy-l4 has
+// dropped from an empty datagram. WaitForMore returns at once on a closed
+// channel and stores a datagram that comes for the next Read; a Read past
+// its deadline then returns that datagram, or, with none stored, fails
+// with the deadline (see release.go).
+func dropped(cx *layer4.Connection) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	err := cx.WaitForMore(ctx)
+	cancel()
+	if err != nil {
+		return false // open and quiet: it was an empty datagram
+	}
+	_ = cx.SetReadDeadline(time.Unix(1, 0))
+	defer func() { _ = cx.SetReadDeadline(time.Time{}) }()
+	var b [0]byte
+	_, err = cx.Read(b[:])
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // next reads the caller's next datagram, or fails after quietPeriod.

@@ -167,6 +167,9 @@ func pick(r *Route, info *streamid.Info, repl *caddy.Replacer, now time.Time) ([
 			s = stateOf(u.addr)
 		} else {
 			addr, err := u.resolve(repl)
+			if err == nil {
+				addr, err = r.allowed(addr)
+			}
 			if err != nil {
 				return nil, err
 			}

@@ -1,7 +1,6 @@
 package srthandler_test
 
 import (
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -24,11 +23,11 @@ func TestOneCallerAddressTwoListeners(t *testing.T) {
 				"routes":    []any{map[string]any{"to": to(b.Addr())}},
 			}, testpeer.Options{MoreListen: []string{second}})
 
-			one := testpeer.NewRawCallerFrom(t, p.Addr, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 0x101)
+			one := testpeer.NewRawCallerFrom(t, "127.0.0.1:0", p.Addr, 0x101)
 			if hs, err := wire.ParseHandshake(one.Handshake(5, "live/one", time.Second)); err != nil || hs.Type != wire.HSConclusion {
 				t.Fatalf("first listener: no conclusion response (%v)", err)
 			}
-			two := testpeer.NewRawCallerFrom(t, second, one.Conn.LocalAddr(), 0x202)
+			two := testpeer.NewRawCallerFrom(t, one.Conn.LocalAddr().String(), second, 0x202)
 			resp := two.Handshake(5, "live/two", time.Second)
 			if hs, err := wire.ParseHandshake(resp); err != nil || hs.Type != wire.HSConclusion {
 				t.Fatalf("second listener, same caller address: %x (%v), want its own session", resp, err)

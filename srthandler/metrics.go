@@ -1,7 +1,6 @@
 package srthandler
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,7 +39,7 @@ const (
 func countHandshake(outcome string, code wire.RejectReason, since time.Time) {
 	c := ""
 	if outcome != outcomeAccepted {
-		c = strconv.FormatUint(uint64(code), 10)
+		c = codeLabel(outcome, code)
 	}
 	handshakesTotal.WithLabelValues(outcome, c).Inc()
 	if !since.IsZero() {
@@ -52,7 +51,7 @@ func registerMetrics(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{handshakesTotal, handshakeSeconds, collector, drainingGauge,
+	for _, c := range []prometheus.Collector{handshakesTotal, handshakeSeconds, collector, drainingGauge, droppedCollector,
 		directoryLookups, directoryErrors, directoryConflicts} {
 		// Already registered by another handler of this configuration, or
 		// a name clash with another module: either way, metrics are not

@@ -48,6 +48,7 @@ type Route struct {
 	streamIDRe                     *regexp.Regexp
 	upstreams                      []*upstream
 	pool                           *dynamicPool // nil without Dynamic
+	allow                          allowList    // the handler's upstream_allow
 	policy                         Policy
 	reason                         wire.RejectReason
 }

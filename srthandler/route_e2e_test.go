@@ -72,7 +72,8 @@ func TestRoutesByStreamID(t *testing.T) {
 func TestPlaceholderUpstream(t *testing.T) {
 	a, b := startBackend(t, "a"), startBackend(t, "b")
 	p := testpeer.StartProxy(t, map[string]any{
-		"routes": []any{map[string]any{"to": []string{"udp/{l4.srt.host}:{l4.srt.key.port}"}}},
+		"upstream_allow": []string{"127.0.0.1/32"},
+		"routes":         []any{map[string]any{"to": []string{"udp/{l4.srt.host}:{l4.srt.key.port}"}}},
 	}, testpeer.Options{})
 	for _, be := range []*srtbackend.Server{a, b} {
 		id := fmt.Sprintf("#!::h=127.0.0.1,r=live/x,port=%d,m=publish", be.Port())
@@ -90,5 +91,21 @@ func TestPlaceholderUpstream(t *testing.T) {
 	_, err := testpeer.Dial(p.Addr, "#!::r=live/x", testpeer.DialOptions{})
 	if code, ok := testpeer.RejectReason(err); !ok || code != 1500 {
 		t.Errorf("unresolvable upstream: got %v, want rejection 1500", err)
+	}
+
+	// Outside upstream_allow: forbidden at once, and the origin there
+	// (listening, so an unfenced proxy would reach it) sees nothing.
+	outside := &srtbackend.Server{Name: "outside"}
+	if err := outside.Listen("127.0.0.2:0"); err != nil {
+		t.Skipf("no 127.0.0.2 here: %v", err)
+	}
+	t.Cleanup(outside.Close)
+	id := fmt.Sprintf("#!::h=127.0.0.2,r=live/x,port=%d,m=publish", outside.Port())
+	_, err = testpeer.Dial(p.Addr, id, testpeer.DialOptions{})
+	if code, ok := testpeer.RejectReason(err); !ok || code != 1403 {
+		t.Errorf("upstream outside upstream_allow: got %v, want rejection 1403", err)
+	}
+	if n := len(outside.Conns()); n != 0 {
+		t.Errorf("the origin outside upstream_allow got %d callers", n)
 	}
 }

@@ -49,6 +49,13 @@ type callerHello struct {
 // latency for good.
 const conclusionSendsPerAttempt = 2
 
+// maxSpliceAttempts bounds the fresh starts of one caller's handshake
+// with one upstream: the second recovers a lost response; an upstream
+// that answers neither is ignoring this caller's conclusion, and waiting
+// out the whole handshake_timeout would hold a handshake slot and send
+// the upstream ever more for one conclusion from the caller.
+const maxSpliceAttempts = 2
+
 var (
 	errUpstreamTimeout    = errors.New("upstream did not answer the handshake in time")
 	errUpstreamSilent     = errors.New("upstream did not answer the induction")
@@ -144,6 +151,9 @@ func (h *Handler) replay(c *callerHello, up *upstreamState, inductionBy, deadlin
 			return res, err
 		}
 		conn.Close()
+		if attempt >= maxSpliceAttempts {
+			return nil, errNoConclusionAnswer
+		}
 		socketID = substituteSocketID(c.hs.SocketID)
 		log.Debug("upstream did not answer the conclusion; restarting the handshake with a new socket ID",
 			zap.String("upstream", up.addr), zap.Int("attempt", attempt+1), zap.Uint32("substitute_socket", socketID))

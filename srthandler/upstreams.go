@@ -374,26 +374,9 @@ func (h *Handler) startUpstreams() (releases []func()) {
 			}
 		}
 		if r.Dynamic != nil {
-			r.pool = newDynamicPool(r.Dynamic, h.allow, probe, h.logger)
+			r.pool = newDynamicPool(r.Dynamic, r.allow, probe, h.logger)
 			releases = append(releases, r.pool.start())
 		}
 	}
 	return releases
-}
-
-// parsePrefixes reads CIDR ranges; a bare address is a range of one.
-func parsePrefixes(list []string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(list))
-	for _, s := range list {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			ip, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return nil, fmt.Errorf("upstream_allow %q: %w", s, err)
-			}
-			p = netip.PrefixFrom(ip, ip.BitLen())
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
 }

@@ -101,6 +101,7 @@ func TestAdaptErrors(t *testing.T) {
 		{"auth without a form", "srt {\n\troute {\n\t\tauth\n\t}\n}", "want http URL or jwt"},
 		{"auth http without a URL", "srt {\n\troute {\n\t\tauth http\n\t}\n}", "want one URL"},
 		{"unknown auth option", "srt {\n\troute {\n\t\tauth jwt {\n\t\t\ttimeout 1s\n\t\t}\n\t}\n}", "unrecognized auth jwt option 'timeout'"},
+		{"empty upstream_allow", "srt {\n\tupstream_allow\n}", "wrong argument count"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "{\n\tlayer4 {\n\t\tudp/:10080 {\n\t\t\troute {\n" + tc.body + "\n\t\t\t}\n\t\t}\n\t}\n}\n"
@@ -166,6 +167,7 @@ func TestProvisionErrors(t *testing.T) {
 		{"tcp upstream", "to tcp/127.0.0.1:1", "SRT runs over UDP"},
 		{"port range", "to udp/127.0.0.1:1-2", "exactly one port"},
 		{"bad regexp", "stream_id_regexp (\n\t\tto udp/127.0.0.1:1", "stream_id_regexp"},
+		{"placeholder upstream without upstream_allow", "to udp/{l4.srt.host}:10080", "upstream_allow"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := "{\n\tlayer4 {\n\t\tudp/127.0.0.1:0 {\n\t\t\troute {\n\t\t\t\tsrt {\n\t\t\t\t\troute {\n\t\t" +

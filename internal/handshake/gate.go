@@ -79,6 +79,9 @@ func (g *Gate) Inspect(addr netip.AddrPort, b []byte, now time.Time, dst []byte)
 			return Decision{Verdict: Conclude, Handshake: hs, Why: "HSv4 conclusion"}
 		case 5:
 			info, err := wire.ParseConclusion(&hs)
+			if err == nil {
+				err = wire.CheckCallerConclusion(&hs)
+			}
 			if err != nil {
 				return Decision{Verdict: Reply, Reply: RejectionFor(dst, &hs, wire.RejXBadRequest, now), Why: conclusionError(err)}
 			}

@@ -35,7 +35,10 @@ func (s *Session) upstreamLoop() {
 			return
 		}
 		p := buf[:n]
-		shutdown := s.takeFromUpstream(p)
+		relay, shutdown := s.takeFromUpstream(p)
+		if !relay {
+			continue
+		}
 		if _, err := s.currentLink().Write(p); err != nil && !s.ended() {
 			if errors.Is(err, net.ErrClosed) {
 				s.hold(p)

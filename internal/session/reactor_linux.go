@@ -697,7 +697,10 @@ func (r *reactor) pump(p *relayPair, fromUpstream bool) {
 		for i := 0; i < k && !shutdown; i++ {
 			d := r.in.datagram(i)
 			if fromUpstream {
-				shutdown = s.takeFromUpstream(d)
+				var relay bool
+				if relay, shutdown = s.takeFromUpstream(d); !relay {
+					continue
+				}
 			} else {
 				if len(d) == 0 {
 					continue

@@ -38,6 +38,8 @@ func KeyOf(local, remote net.Addr) (Key, bool) {
 type Registry struct {
 	mu       sync.RWMutex
 	byCaller map[Key]*Session
+	// bySource counts the live sessions per source (source.go).
+	bySource map[netip.Addr]int
 	// ended remembers recently ended sessions, so that a caller still
 	// sending to one can be told so instead of being ignored.
 	ended     map[Key]tombstone
@@ -82,7 +84,7 @@ const TombstoneTTL = 10 * time.Second
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{byCaller: make(map[Key]*Session), ended: make(map[Key]tombstone)}
+	return &Registry{byCaller: make(map[Key]*Session), bySource: make(map[netip.Addr]int), ended: make(map[Key]tombstone)}
 }
 
 // Default is the process-wide registry.
@@ -98,6 +100,7 @@ func (r *Registry) add(s *Session) error {
 	}
 	r.byCaller[k] = s
 	delete(r.ended, k)
+	r.bySource[SourceOf(s.Caller.Addr())]++
 	return nil
 }
 
@@ -110,6 +113,10 @@ func (r *Registry) remove(s *Session) {
 	defer r.mu.Unlock()
 	if r.byCaller[k] == s {
 		delete(r.byCaller, k)
+		src := SourceOf(s.Caller.Addr())
+		if r.bySource[src]--; r.bySource[src] <= 0 {
+			delete(r.bySource, src)
+		}
 		r.done.add(s.Stats())
 	}
 	r.ended[k] = tombstone{socket: s.CallerSocket, until: now.Add(TombstoneTTL)}

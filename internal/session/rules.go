@@ -72,12 +72,15 @@ func (s *Session) FromCaller(p []byte) bool {
 
 // takeFromCaller does what both relays do with a datagram from the
 // caller before passing it on: a handshake to no socket is answered here
-// and not relayed (see callerHandshake); anything else is counted and
-// observed. shutdown reports a SHUTDOWN, which ends the session once it
+// and not relayed (see callerHandshake); what the guard refuses is
+// dropped (guard.go); anything else is counted and observed. shutdown reports a SHUTDOWN, which ends the session once it
 // has been passed on.
 func (s *Session) takeFromCaller(p []byte) (relay, shutdown bool) {
 	if wire.DestSocketOf(p) == 0 && wire.IsControl(p) && wire.ControlTypeOf(p) == wire.CtrlHandshake {
 		s.callerHandshake(p)
+		return false, false
+	}
+	if !s.admit(p, s.UpstreamSocket, 0) {
 		return false, false
 	}
 	s.fromCaller.add(len(p))
@@ -85,15 +88,19 @@ func (s *Session) takeFromCaller(p []byte) (relay, shutdown bool) {
 }
 
 // takeFromUpstream does what both relays do with a datagram from the
-// upstream before passing it on: readdress it if the upstream knows the
-// caller by a substitute socket ID, count and observe it.
-func (s *Session) takeFromUpstream(p []byte) (shutdown bool) {
+// upstream before passing it on: drop what the guard refuses (guard.go),
+// readdress it if the upstream knows the caller by a substitute socket
+// ID, count and observe it.
+func (s *Session) takeFromUpstream(p []byte) (relay, shutdown bool) {
+	if !s.admit(p, s.CallerSocket, s.SubstituteSocket) {
+		return false, false
+	}
 	if s.SubstituteSocket != 0 {
 		wire.SetDestSocket(p, s.CallerSocket)
 	}
 	s.fromUpstream.add(len(p))
 	s.upstreamAnswered()
-	return observe(p, &s.upstreamACK)
+	return true, observe(p, &s.upstreamACK)
 }
 
 // observe reads what the relay wants from a datagram it passed on: the

@@ -104,6 +104,9 @@ type Stats struct {
 	// booleans say whether one was seen.
 	UpstreamACK, CallerACK         wire.ACK
 	HaveUpstreamACK, HaveCallerACK bool
+	// Dropped counts control packets either way that the guard refused
+	// (guard.go): forged or malformed.
+	Dropped uint64
 }
 
 // Session is one relayed SRT connection.
@@ -123,6 +126,7 @@ type Session struct {
 	held   [][]byte
 
 	fromCaller, fromUpstream counter
+	dropped                  atomic.Uint64 // control packets the guard refused
 	callerACK, upstreamACK   linkStats
 	lastCaller, lastUpstream atomic.Int64 // unix nanoseconds, set by the idle check
 	refusedSince             atomic.Int64 // unix nanoseconds of an unconfirmed refusal (origin.go)
@@ -348,6 +352,7 @@ func (s *Session) Stats() Stats {
 		FromUpstreamBytes: s.fromUpstream.bytes.Load(),
 		LastCaller:        time.Unix(0, s.lastCaller.Load()),
 		LastUpstream:      time.Unix(0, s.lastUpstream.Load()),
+		Dropped:           s.dropped.Load(),
 	}
 }
 

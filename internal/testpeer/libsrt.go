@@ -324,6 +324,10 @@ type SLTOptions struct {
 	Passphrase string
 	// Latency is SRTO_LATENCY; 0 keeps libsrt's default (120 ms).
 	Latency time.Duration
+	// KMRefreshRate and KMPreAnnounce are SRTO_KMREFRESHRATE and
+	// SRTO_KMPREANNOUNCE (packets); 0 keeps libsrt's defaults (a key
+	// refresh every 2^24 packets).
+	KMRefreshRate, KMPreAnnounce int
 }
 
 // sltLifetime is srt-live-transmit's own exit timer: a safety net should
@@ -335,7 +339,7 @@ func sltURI(host string, port int, q url.Values) string {
 	// srt-live-transmit splits the query on & and = without unescaping:
 	// values go in verbatim.
 	var parts []string
-	for _, k := range []string{"mode", "streamid", "passphrase", "latency"} {
+	for _, k := range []string{"mode", "streamid", "passphrase", "latency", "kmrefreshrate", "kmpreannounce"} {
 		if v := q.Get(k); v != "" {
 			parts = append(parts, k+"="+v)
 		}
@@ -381,6 +385,10 @@ func setSLTOptions(q url.Values, o SLTOptions) {
 	}
 	if o.Latency > 0 {
 		q.Set("latency", strconv.FormatInt(o.Latency.Milliseconds(), 10))
+	}
+	if o.KMRefreshRate > 0 {
+		q.Set("kmrefreshrate", strconv.Itoa(o.KMRefreshRate))
+		q.Set("kmpreannounce", strconv.Itoa(o.KMPreAnnounce))
 	}
 }
 

@@ -138,3 +138,18 @@ func AppendInduction(dst []byte, socketID, isn, mtu, flowWindow uint32, peer [16
 	}
 	return hs.AppendCIF(dst)
 }
+
+// Known reports whether r is one of libsrt's own reasons or a named
+// SRT_REJX_* code: the set a metric label may take without growing with
+// what peers send.
+func (r RejectReason) Known() bool {
+	if int(r) < len(internalReasonNames) {
+		return true
+	}
+	for _, n := range rejectNames {
+		if n == r {
+			return true
+		}
+	}
+	return false
+}
