@@ -14,6 +14,7 @@ import (
 
 	"github.com/srtroute/caddy-l4-srt/internal/directory"
 	"github.com/srtroute/caddy-l4-srt/internal/streamid"
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
 // Directory defaults.
@@ -318,4 +319,19 @@ func (a *AdminAPI) streams(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(out)
+}
+
+// placeReason is the rejection for a caller no upstream could be chosen
+// for.
+func placeReason(err error) wire.RejectReason {
+	switch {
+	case errors.Is(err, errConflict):
+		return wire.RejXConflict
+	case errors.Is(err, errNoHealthy):
+		return wire.RejXDown
+	case errors.Is(err, errNotAllowed):
+		return wire.RejXForbidden
+	}
+	// A placeholder upstream that names nothing: the reject line says why.
+	return wire.RejXInternalError
 }

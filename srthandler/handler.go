@@ -264,67 +264,25 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 			return nil
 		}
 	}
-	var (
-		lastReject  []byte // our answer to the last conclusion, for its repeats
-		rejectedFor uint32
-		toldEnded   time.Time
-		rel         = release{cx: cx} // release.go: letting go of unverified callers
-	)
-	defer rel.finish()
+	hd := handling{rel: release{cx: cx}}
+	defer hd.rel.finish()
 	for {
 		pkt := buf[:n]
 		now := time.Now()
 		d := h.gate.Inspect(caller, pkt, now, nil)
 		switch d.Verdict {
 		case handshake.Conclude:
-			if rel.closing {
-				// In the instant caddy-l4 drops the connection, which a
-				// session could not outlive; the caller's repeat (libsrt:
-				// 250 ms) finds a new connection.
-				break
-			}
-			if lastReject != nil && d.Handshake.SocketID == rejectedFor {
-				// A repeat sent before our answer arrived: same answer,
-				// without a second upstream handshake.
-				_, _ = cx.Conn.Write(lastReject)
-				break
-			}
-			taken, reject := h.conclude(in, caller, pkt, &d, now)
-			if taken {
+			if h.onConclusion(&hd, in, caller, pkt, &d, now) {
 				return nil
 			}
-			// Rejected, or a session relayed through this connection
-			// has ended: either way, read on until the caller is quiet.
-			lastReject, rejectedFor = reject, d.Handshake.SocketID
 		case handshake.Reply:
-			if lastReject == nil {
-				rel.start() // nothing pending: an unverified caller costs nothing once answered
-			}
-			if err := rel.write(d.Reply); err != nil {
-				h.logger.Debug("answering caller", zap.Stringer("caller", caller), zap.Error(err))
-			}
-			if t, ok := wire.HandshakeTypeOf(d.Reply); ok && t.IsRejection() {
-				countHandshake(outcomeRejected, t.Reason(), time.Time{})
-			}
-			h.logger.Debug("answered caller", zap.Stringer("caller", caller), zap.String("why", d.Why))
+			h.onReply(&hd, caller, &d)
 		default:
-			socket, ended := h.registry.Ended(sessionKey(cx, caller))
-			if ended && now.Sub(toldEnded) >= time.Second {
-				// Datagrams of a session that has ended: tell the caller
-				// again, in case it missed the SHUTDOWN.
-				toldEnded = now
-				_, _ = cx.Conn.Write(wire.AppendShutdown(nil, socket, handshake.Timestamp(now)))
-				h.logger.Debug("caller still sending after its session ended", zap.Stringer("caller", caller))
-				break
-			}
-			if lastReject == nil && !ended {
-				rel.start()
-			}
-			h.logger.Debug("dropped datagram", zap.Stringer("caller", caller), zap.String("why", d.Why), zap.Int("size", len(pkt)))
+			h.onOther(&hd, cx, caller, pkt, &d, now)
 		}
-		if rel.closing {
+		if hd.rel.closing {
 			var done bool
-			if n, done = rel.next(buf); done {
+			if n, done = hd.rel.next(buf); done {
 				return nil
 			}
 			continue
@@ -354,22 +312,12 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 		log = log.With(zap.Uint32("handshake_version", hs.Version))
 	}
 
-	if reason, why := admissionClosed(); reason != 0 {
+	idx, route, reason, why := h.admit(caller, &info, received)
+	if route != nil {
+		log = log.With(zap.Int("route", idx))
+	}
+	if reason != 0 {
 		return false, h.reject(cx, hs, reason, log, why)
-	}
-	if !h.handshakeAllowed(caller, received) {
-		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("handshake_rate_per_ip (%d/s) reached", h.HandshakeRatePerIP))
-	}
-	idx, route := h.match(&info)
-	if route == nil {
-		return false, h.reject(cx, hs, wire.RejXNotFound, log, "no route matched")
-	}
-	log = log.With(zap.Int("route", idx))
-	if route.reason != 0 {
-		return false, h.reject(cx, hs, route.reason, log, route.describe(idx))
-	}
-	if live := h.registry.Len() + splicing.count(); live >= h.MaxSessions {
-		return false, h.reject(cx, hs, wire.RejXOverload, log, fmt.Sprintf("max_sessions (%d) reached", h.MaxSessions))
 	}
 	release, ok := splicing.acquire(sourceOf(caller), h.MaxPending, h.MaxPendingPerIP)
 	if !ok {
@@ -385,18 +333,8 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 	}
 	candidates, placed, err := h.place(route, &info, repl, received, authPlaced)
 	defer placed.abandon()
-	if errors.Is(err, errConflict) {
-		return false, h.reject(cx, hs, wire.RejXConflict, log, err.Error())
-	}
-	if errors.Is(err, errNoHealthy) {
-		return false, h.reject(cx, hs, wire.RejXDown, log, err.Error())
-	}
-	if errors.Is(err, errNotAllowed) {
-		return false, h.reject(cx, hs, wire.RejXForbidden, log, err.Error())
-	}
 	if err != nil {
-		// A placeholder upstream that names nothing: the reject line says why.
-		return false, h.reject(cx, hs, wire.RejXInternalError, log, err.Error())
+		return false, h.reject(cx, hs, placeReason(err), log, err.Error())
 	}
 
 	stopDraining := drainCaller(cx)
@@ -404,31 +342,38 @@ func (h *Handler) conclude(in *datagramReader, caller netip.AddrPort, pkt []byte
 	stopDraining()
 	release() // a session relaying through the listener holds this goroutine for its lifetime
 	if err != nil {
-		// down: no upstream answered at all; gateway: one answered our
-		// induction but never this caller's conclusion.
-		reason := wire.RejXDown
-		if errors.Is(err, errNoConclusionAnswer) {
-			reason = wire.RejXGateway
-		}
-		countHandshake(outcomeUpstreamFailed, reason, received)
-		rej := handshake.RejectionFor(nil, hs, reason, time.Now())
-		_, _ = cx.Conn.Write(rej)
-		log.Warn("upstream handshake failed; rejected caller", zap.Stringer("reason", reason), zap.Uint32("code", uint32(reason)), zap.Error(err))
-		return false, rej
+		return false, h.upstreamFailed(cx, hs, err, received, log)
 	}
 	log = log.With(zap.String("upstream", res.state.addr))
 	repl.Set("l4.srt.upstream", res.state.addr)
 	if res.rejected {
-		res.state.release()
-		if _, err := cx.Conn.Write(res.response); err != nil {
-			log.Debug("passing rejection to caller", zap.Error(err))
-		}
-		countHandshake(outcomeUpstreamRejected, res.reason, received)
-		log.Info("upstream rejected caller", zap.Stringer("reason", res.reason), zap.Uint32("code", uint32(res.reason)))
-		return false, res.response
+		return false, h.passRejection(cx, res, received, log)
 	}
 	res.placement = placed
 	return h.establish(in, caller, hs, &info, idx, res, received, log)
+}
+
+// admit runs the checks that need nothing held: drain and stop, the
+// source's handshake rate, the routes, the session limit. A zero reason
+// admits the caller to route (number idx).
+func (h *Handler) admit(caller netip.AddrPort, info *streamid.Info, received time.Time) (idx int, route *Route, reason wire.RejectReason, why string) {
+	if reason, why := admissionClosed(); reason != 0 {
+		return -1, nil, reason, why
+	}
+	if !h.handshakeAllowed(caller, received) {
+		return -1, nil, wire.RejXOverload, fmt.Sprintf("handshake_rate_per_ip (%d/s) reached", h.HandshakeRatePerIP)
+	}
+	idx, route = h.match(info)
+	switch {
+	case route == nil:
+		return -1, nil, wire.RejXNotFound, "no route matched"
+	case route.reason != 0:
+		return idx, route, route.reason, route.describe(idx)
+	}
+	if live := h.registry.Len() + splicing.count(); live >= h.MaxSessions {
+		return idx, route, wire.RejXOverload, fmt.Sprintf("max_sessions (%d) reached", h.MaxSessions)
+	}
+	return idx, route, 0, ""
 }
 
 func (h *Handler) reject(cx *layer4.Connection, hs *wire.Handshake, reason wire.RejectReason, log *zap.Logger, why string) []byte {

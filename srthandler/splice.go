@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/mholt/caddy-l4/layer4"
 	"github.com/srtroute/caddy-l4-srt/internal/handshake"
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
@@ -242,4 +243,30 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// upstreamFailed rejects a caller whose upstream handshake failed: down
+// when no upstream answered at all, gateway when one answered our
+// induction but never this caller's conclusion.
+func (h *Handler) upstreamFailed(cx *layer4.Connection, hs *wire.Handshake, err error, received time.Time, log *zap.Logger) []byte {
+	reason := wire.RejXDown
+	if errors.Is(err, errNoConclusionAnswer) {
+		reason = wire.RejXGateway
+	}
+	countHandshake(outcomeUpstreamFailed, reason, received)
+	rej := handshake.RejectionFor(nil, hs, reason, time.Now())
+	_, _ = cx.Conn.Write(rej)
+	log.Warn("upstream handshake failed; rejected caller", zap.Stringer("reason", reason), zap.Uint32("code", uint32(reason)), zap.Error(err))
+	return rej
+}
+
+// passRejection gives the caller the upstream's own rejection, unchanged.
+func (h *Handler) passRejection(cx *layer4.Connection, res *spliced, received time.Time, log *zap.Logger) []byte {
+	res.state.release()
+	if _, err := cx.Conn.Write(res.response); err != nil {
+		log.Debug("passing rejection to caller", zap.Error(err))
+	}
+	countHandshake(outcomeUpstreamRejected, res.reason, received)
+	log.Info("upstream rejected caller", zap.Stringer("reason", res.reason), zap.Uint32("code", uint32(res.reason)))
+	return res.response
 }
