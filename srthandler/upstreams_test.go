@@ -130,6 +130,7 @@ func TestDynamicSRV(t *testing.T) {
 	dns.Set(t, "b.origins.test", "b.origins.test. 1 IN A 127.0.0.1")
 	p := testpeer.StartProxy(t, map[string]any{
 		"routes": []any{map[string]any{
+			"lb_policy": "round_robin", // every target gets callers, whatever the ports hash to
 			"dynamic": map[string]any{"source": "srv", "name": "_srt._udp.origins.test",
 				"refresh": int64(200 * time.Millisecond), "resolvers": []string{dns.Addr}},
 		}},
@@ -144,7 +145,7 @@ func TestDynamicSRV(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "eight publishers", func() bool { return len(a.Conns())+len(b.Conns()) == 8 })
 	if len(a.Conns()) == 0 || len(b.Conns()) == 0 {
-		t.Errorf("stream_hash over two SRV targets put %d and %d streams", len(a.Conns()), len(b.Conns()))
+		t.Errorf("round_robin over two SRV targets put %d and %d streams", len(a.Conns()), len(b.Conns()))
 	}
 }
 
