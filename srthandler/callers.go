@@ -2,6 +2,7 @@ package srthandler
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/mholt/caddy-l4/layer4"
@@ -18,6 +19,42 @@ type handling struct {
 	rejectedFor uint32
 	toldEnded   time.Time
 	rel         release // release.go: letting go of unverified callers
+	lingers     bool    // holds one of the lingerMax places
+}
+
+// lingerMax is how many callers with nothing pending may keep their
+// handler reading until they are quiet (quietPeriod), as a caller whose
+// conclusion is still to come needs, before the rest are let go at once
+// (release.go). Letting go delays the answer to a caller by about
+// releaseQuiet + replyDelay (a tenth of a libsrt caller's 250 ms repeat,
+// but ten times a loopback handshake), so it is kept for when callers
+// with nothing pending crowd in: a spoofed flood fills these places at
+// once, ordinary traffic never.
+const lingerMax = 256
+
+// lingering counts the places taken, process-wide.
+var lingering atomic.Int64
+
+// letGo lets the caller go at once (release.go) unless it may linger.
+func (hd *handling) letGo() {
+	if hd.lingers || hd.rel.closing {
+		return
+	}
+	if lingering.Add(1) <= lingerMax {
+		hd.lingers = true
+		return
+	}
+	lingering.Add(-1)
+	hd.rel.start()
+}
+
+// done gives back the place the caller lingered in; Handle defers it.
+func (hd *handling) done() {
+	if hd.lingers {
+		hd.lingers = false
+		lingering.Add(-1)
+	}
+	hd.rel.finish()
 }
 
 // onConclusion acts on a conclusion with a valid cookie; taken says a
@@ -46,7 +83,7 @@ func (h *Handler) onConclusion(hd *handling, in *datagramReader, caller netip.Ad
 // malformed handshake.
 func (h *Handler) onReply(hd *handling, caller netip.AddrPort, d *handshake.Decision) {
 	if hd.lastReject == nil {
-		hd.rel.start() // nothing pending: an unverified caller costs nothing once answered
+		hd.letGo() // nothing pending: an unverified caller costs nothing once answered
 	}
 	if err := hd.rel.write(d.Reply); err != nil {
 		h.logger.Debug("answering caller", zap.Stringer("caller", caller), zap.Error(err))
@@ -69,7 +106,7 @@ func (h *Handler) onOther(hd *handling, cx *layer4.Connection, caller netip.Addr
 		return
 	}
 	if hd.lastReject == nil && !ended {
-		hd.rel.start()
+		hd.letGo()
 	}
 	h.logger.Debug("dropped datagram", zap.Stringer("caller", caller), zap.String("why", d.Why), zap.Int("size", len(pkt)))
 }

@@ -265,7 +265,7 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		}
 	}
 	hd := handling{rel: release{cx: cx}}
-	defer hd.rel.finish()
+	defer hd.done()
 	for {
 		pkt := buf[:n]
 		now := time.Now()
