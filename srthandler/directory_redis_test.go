@@ -1,7 +1,10 @@
 package srthandler_test
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +29,7 @@ func otherInstance(t *testing.T, addr string, ttl time.Duration) (*directory.Tab
 	return table, m
 }
 
-func liveStreams(t *testing.T, p *testpeer.Proxy) []srthandler.LiveStreamView {
+func liveStreams(t *testing.T, p adminGetter) []srthandler.LiveStreamView {
 	t.Helper()
 	return adminJSON[[]srthandler.LiveStreamView](t, p, "/srt/streams")
 }
@@ -134,11 +137,17 @@ func TestDirectoryConnectTimeReport(t *testing.T) {
 	t.Logf("redis directory adds %v to the median connect (memory: %v and %v)", red-(mem+mem2)/2, mem, mem2)
 }
 
-// Two Caddy processes share one Redis. Publishers come in through a second
-// Caddy (a process of its own, listing origins a and b); players through
-// this one, whose fleet has grown to a, b and c: every player meets its
-// publisher. The second Caddy is then killed with SIGKILL: its entries,
-// listed before, are gone within the TTL.
+// Two Caddy instances, each a real Caddy with an admin API (this process
+// and a child process), share one real Redis. Publishers come in through
+// the child on origins a and b; players through this one meet them. Both
+// are reloaded to a, b, c (publishers then come in through this one too),
+// then to the fleet without the origin of the child's first stream
+// (drained): every player, through either instance, meets its publisher.
+// Redis killed: callers still connect through both. Redis restarted empty:
+// the child's first publisher, live across the outage on the drained
+// origin, is found again through this instance within one refresh. The
+// child killed with SIGKILL: its entries, seen in Redis before, are gone
+// within the TTL; this instance's stay.
 func TestDirectoryRedisTwoCaddies(t *testing.T) {
 	r := testpeer.StartRedis(t)
 	const ttl = time.Second
@@ -153,32 +162,150 @@ func TestDirectoryRedisTwoCaddies(t *testing.T) {
 			"routes":    []any{routeTo("", addrs...)},
 		}
 	}
-	second := testpeer.StartCaddyProcess(t, handler("a", "b"))
-	p := testpeer.StartProxy(t, handler("a", "b", "c"), testpeer.Options{Admin: true})
-
-	const streams = 12
-	home := map[int]string{}
-	for i := range streams {
-		home[i], _ = dialWhere(t, second.Addr, fmt.Sprintf("#!::r=live/two%d,m=publish", i), backends, true)
+	child := testpeer.StartCaddyProcess(t, handler("a", "b"))
+	p := testpeer.StartProxy(t, handler("a", "b"), testpeer.Options{Admin: true})
+	vias := []struct {
+		name, tag, addr string
+	}{{"this Caddy", "here", p.Addr}, {"the child Caddy", "child", child.Addr}}
+	reload := func(names ...string) {
+		t.Helper()
+		if err := child.Reload(handler(names...)); err != nil {
+			t.Fatalf("reloading the child Caddy: %v", err)
+		}
+		if err := p.Reload(handler(names...)); err != nil {
+			t.Fatalf("reloading this Caddy: %v", err)
+		}
 	}
-	others := func() int {
-		n := 0
-		for _, s := range liveStreams(t, p) {
-			if s.Instance != directory.Instance && s.Publishers > 0 {
-				n++
+
+	// Redis as an observer reads it: what is there, not what an instance
+	// remembers.
+	observer := directory.NewRedis(directory.RedisOptions{Addr: r.Addr, Prefix: srthandler.DefaultDirectoryPrefix,
+		TTL: ttl, Timeout: time.Second, Instance: "observer"})
+	t.Cleanup(func() { observer.Close() })
+	inRedis := func(mine bool) map[string]directory.Entry {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		es, err := observer.List(ctx)
+		if err != nil {
+			t.Fatalf("listing redis: %v", err)
+		}
+		out := map[string]directory.Entry{}
+		for _, e := range es {
+			if (e.Instance == directory.Instance) == mine && e.Publishers > 0 {
+				out[e.Resource] = e
 			}
 		}
-		return n
+		return out
 	}
-	waitFor(t, 2*time.Second, "the second Caddy's streams listed", func() bool { return others() == streams })
-	for i := range streams {
-		if got, _ := dialWhere(t, p.Addr, fmt.Sprintf("#!::r=live/two%d", i), backends, false); got != home[i] {
-			t.Errorf("player of live/two%d through this Caddy reached %q, its publisher (through the other) is on %s", i, got, home[i])
+
+	const streams = 12
+	home := map[string]string{} // stream -> origin of its publisher
+	var order []string
+	publish := func(via, prefix string) {
+		t.Helper()
+		for i := range streams {
+			res := fmt.Sprintf("live/%s%d", prefix, i)
+			if home[res], _ = dialWhere(t, via, "#!::r="+res+",m=publish", backends, true); home[res] == "" {
+				t.Fatalf("publisher of %s through %s reached no origin", res, via)
+			}
+			order = append(order, res)
+		}
+	}
+	meet := func(phase string) {
+		t.Helper()
+		for _, res := range order {
+			for _, v := range vias {
+				if got, _ := dialWhere(t, v.addr, "#!::r="+res, backends, false); got != home[res] {
+					t.Errorf("%s: player of %s through %s reached %q, its publisher is on %s", phase, res, v.name, got, home[res])
+				}
+			}
+		}
+	}
+	listed := func(mine bool, prefix string) func() bool {
+		return func() bool {
+			n := 0
+			for res := range inRedis(mine) {
+				if strings.HasPrefix(res, "live/"+prefix) {
+					n++
+				}
+			}
+			return n == streams
 		}
 	}
 
-	second.Kill()
+	// Origins a, b: publishers through the child, players through both.
+	publish(child.Addr, "child")
+	waitFor(t, 2*time.Second, "the child's publishers in redis", listed(false, "child"))
+	meet("origins a, b")
+
+	// A fleet change on both: a, b, c. Publishers through this one now.
+	reload("a", "b", "c")
+	publish(p.Addr, "here")
+	waitFor(t, 2*time.Second, "this Caddy's publishers in redis", listed(true, "here"))
+	meet("origins a, b, c")
+
+	// Drain the origin of the child's first publisher on both.
+	drained := home["live/child0"]
+	var kept []string
+	for _, n := range []string{"a", "b", "c"} {
+		if n != drained {
+			kept = append(kept, n)
+		}
+	}
+	reload(kept...)
+	meet(fmt.Sprintf("origin %s drained", drained))
+
+	r.Kill()
+	for _, v := range vias {
+		for _, id := range []string{"#!::r=live/outage-" + v.tag + ",m=publish", "#!::r=live/outage-" + v.tag, "#!::r=live/child0", "#!::r=live/here0"} {
+			start := time.Now()
+			if got, _ := dialWhere(t, v.addr, id, backends, strings.Contains(id, "m=publish")); got == "" {
+				t.Errorf("%s through %s: no connection while redis is down", id, v.name)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%s through %s took %v while redis is down", id, v.name, d)
+			}
+		}
+	}
+
+	// Back, empty. Each instance's Redis client, after failing to dial
+	// through the outage, dials again once a second (go-redis's pool), so
+	// "one refresh" here is up to that second plus TTL/3.
+	r.Start()
 	start := time.Now()
-	waitFor(t, ttl+time.Second, "the killed Caddy's entries gone", func() bool { return others() == 0 })
-	t.Logf("a SIGKILLed instance's entries were gone after %v (ttl %v)", time.Since(start), ttl)
+	const recovery = ttl/3 + time.Second + 500*time.Millisecond
+	waitFor(t, recovery, "the child's live publisher back in the restarted redis", func() bool {
+		return inRedis(false)["live/child0"].Upstream == backends[drained].Addr()
+	})
+	t.Logf("the child's publisher was back in the restarted redis after %v (refresh every %v)", time.Since(start), ttl/3)
+	waitFor(t, recovery, "this Caddy reading the child's publisher from the restarted redis", func() bool {
+		b, err := p.Get("/srt/streams")
+		var es []srthandler.LiveStreamView
+		if err != nil || json.Unmarshal(b, &es) != nil {
+			return false
+		}
+		for _, e := range es {
+			if e.Resource == "live/child0" && e.Instance != directory.Instance && e.Upstream == backends[drained].Addr() {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("this Caddy found it there after %v", time.Since(start))
+	if got, _ := dialWhere(t, p.Addr, "#!::r=live/child0", backends, false); got != drained {
+		t.Errorf("after redis came back empty, a player of live/child0 through this Caddy reached %q, its publisher (through the child) is on %s", got, drained)
+	}
+	waitFor(t, recovery, "this Caddy's publishers back in the restarted redis", listed(true, "here"))
+	if got, _ := dialWhere(t, child.Addr, "#!::r=live/here0", backends, false); got != home["live/here0"] {
+		t.Errorf("after redis came back empty, a player of live/here0 through the child reached %q, its publisher (through this Caddy) is on %s", got, home["live/here0"])
+	}
+
+	waitFor(t, 2*time.Second, "the child's publishers in redis", listed(false, "child"))
+	child.Kill()
+	start = time.Now()
+	waitFor(t, ttl+time.Second, "the killed Caddy's entries gone from redis", func() bool { return len(inRedis(false)) == 0 })
+	t.Logf("a SIGKILLed instance's entries were gone from redis after %v (ttl %v)", time.Since(start), ttl)
+	if !listed(true, "here")() {
+		t.Errorf("this Caddy's entries left redis with the killed one's: %v", inRedis(true))
+	}
 }

@@ -105,8 +105,13 @@ func medianConnect(t *testing.T, name, addr, id string, repeat int) time.Duratio
 	return m
 }
 
+// adminGetter is a Caddy's admin API, in this process or another.
+type adminGetter interface {
+	Get(path string) ([]byte, error)
+}
+
 // adminJSON GETs an admin API path and decodes its JSON answer.
-func adminJSON[T any](t *testing.T, p *testpeer.Proxy, path string) T {
+func adminJSON[T any](t *testing.T, p adminGetter, path string) T {
 	t.Helper()
 	b, err := p.Get(path)
 	if err != nil {
