@@ -74,7 +74,7 @@ func TestServeHTTP(t *testing.T) {
 
 func TestUnmarshalCaddyfile(t *testing.T) {
 	for in, want := range map[string]time.Duration{
-		"srs_heartbeat":                       0,
+		"srs_heartbeat":                        0,
 		"srs_heartbeat {\n\texpire 10s\n}":     10 * time.Second,
 		"srs_heartbeat {\n\texpire 1m30s\n}\n": 90 * time.Second,
 	} {
