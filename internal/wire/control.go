@@ -17,6 +17,11 @@ import (
 // release each appeared in. What libsrt checks against its own send or
 // receive state (an ACK or loss beyond the last packet sent, a drop past
 // the receive buffer) needs that state and is left to the peer.
+//
+// One rule is stricter than libsrt 1.5.6: ACK, NAK and DROPREQ bodies must
+// be whole words. libsrt ignores a partial last word; gosrt refuses such a
+// NAK, no peer sends one, and libsrt's open pull request #3323 refuses
+// every control packet that is not word-aligned.
 
 // Reasons CheckControl refuses a control packet.
 var (
@@ -40,7 +45,8 @@ const (
 	// any other ACK carries at least ackSmall (sequence, RTT, RTT
 	// variance, buffer left). libsrt reads the buffer-left word of every
 	// ACK that is not light before it looks at the length, and ignores
-	// words past those it knows (it sends up to 8 words, to 1.0.2 peers).
+	// words past those it knows (it sends up to 8 words, to 1.0.2 peers),
+	// so there is no maximum.
 	ackLite  = 4
 	ackSmall = 16
 	// hsv4Min is the shortest HSREQ/HSRSP body libsrt takes (version and
@@ -75,6 +81,9 @@ func CheckControl(b []byte) error {
 		if len(body) < ackLite || len(body) != ackLite && len(body) < ackSmall {
 			return ErrControlShort
 		}
+		if len(body)%4 != 0 {
+			return ErrControlShape
+		}
 		// processCtrlAck: a negative ACK is "invalid ACK value (IGNORED)".
 		if binary.BigEndian.Uint32(body) > seqMax {
 			return ErrSeqRange
@@ -85,6 +94,9 @@ func CheckControl(b []byte) error {
 		// processCtrlDropReq reads two words (checked since 1.5.6).
 		if len(body) < 8 {
 			return ErrControlShort
+		}
+		if len(body)%4 != 0 {
+			return ErrControlShape
 		}
 		return checkRange(binary.BigEndian.Uint32(body), binary.BigEndian.Uint32(body[4:]))
 	case CtrlUser:
@@ -139,12 +151,14 @@ func checkRange(first, last uint32) error {
 
 // checkLossList checks a NAK's loss list: single sequence numbers, and
 // ranges as a first number with the top bit set followed by a last one
-// without it, not before the first. As libsrt does, bytes past the last
-// whole word are ignored.
+// without it, not before the first.
 func checkLossList(body []byte) error {
-	n := len(body) / 4 * 4
-	if n == 0 {
+	n := len(body)
+	if n < 4 {
 		return ErrControlShort
+	}
+	if n%4 != 0 {
+		return ErrControlShape
 	}
 	for i := 0; i < n; i += 4 {
 		w := binary.BigEndian.Uint32(body[i:])

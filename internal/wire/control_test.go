@@ -58,15 +58,15 @@ func TestCheckControl(t *testing.T) {
 		{"handshake", ctrl(CtrlHandshake, 0, []byte{1}), nil},
 
 		// ACK: light (1 word), small (4), UDT base (6), current (7),
-		// the 8 words libsrt sends a 1.0.2 peer; longer and unaligned
-		// tails are ignored by libsrt.
+		// the 8 words libsrt sends a 1.0.2 peer; libsrt ignores longer
+		// tails.
 		{"light ACK", ctrl(CtrlACK, 0, words(100)), nil},
 		{"small ACK", ctrl(CtrlACK, 0, words(100, 1, 2, 3)), nil},
 		{"UDT ACK", ctrl(CtrlACK, 0, words(100, 1, 2, 3, 4, 5)), nil},
 		{"full ACK", ctrl(CtrlACK, 0, words(100, 1, 2, 3, 4, 5, 6)), nil},
 		{"1.0.2 ACK", ctrl(CtrlACK, 0, words(100, 1, 2, 3, 4, 5, 6, 7)), nil},
 		{"ACK of 10 words", ctrl(CtrlACK, 0, words(100, 1, 2, 3, 4, 5, 6, 7, 8, 9)), nil},
-		{"ACK odd tail", ctrl(CtrlACK, 0, append(words(100, 1, 2, 3), 0)), nil},
+		{"ACK odd tail", ctrl(CtrlACK, 0, append(words(100, 1, 2, 3), 0)), ErrControlShape},
 		{"ACK seq max", ctrl(CtrlACK, 0, words(seqMax)), nil},
 		{"empty ACK", ctrl(CtrlACK, 0, nil), ErrControlShort},
 		{"ACK of 3 bytes", ctrl(CtrlACK, 0, []byte{0, 0, 1}), ErrControlShort},
@@ -83,7 +83,7 @@ func TestCheckControl(t *testing.T) {
 		{"NAK range across wrap", ctrl(CtrlNAK, 0, words(0x80000000|seqMax, 3)), nil},
 		{"NAK widest forward range", ctrl(CtrlNAK, 0, words(0x80000000, seqTH-1)), nil},
 		{"NAK range too wide", ctrl(CtrlNAK, 0, words(0x80000000, seqTH)), ErrSeqRange},
-		{"NAK odd tail ignored", ctrl(CtrlNAK, 0, append(words(5), 0x80)), nil},
+		{"NAK odd tail", ctrl(CtrlNAK, 0, append(words(5), 0x80)), ErrControlShape},
 		{"NAK empty", ctrl(CtrlNAK, 0, nil), ErrControlShort},
 		{"NAK under a word", ctrl(CtrlNAK, 0, []byte{0, 0, 5}), ErrControlShort},
 		{"NAK open range", ctrl(CtrlNAK, 0, words(0x80000005)), ErrControlShape},
@@ -102,6 +102,7 @@ func TestCheckControl(t *testing.T) {
 		{"DROPREQ empty", ctrl(CtrlDropReq, 0, nil), ErrControlShort},
 		{"DROPREQ short", ctrl(CtrlDropReq, 0, words(10)), ErrControlShort},
 		{"DROPREQ 7 bytes", ctrl(CtrlDropReq, 0, words(10, 20)[:7]), ErrControlShort},
+		{"DROPREQ 9 bytes", ctrl(CtrlDropReq, 0, append(words(10, 20), 0)), ErrControlShape},
 		{"DROPREQ backwards", ctrl(CtrlDropReq, 0, words(20, 10)), ErrSeqRange},
 		{"DROPREQ top bit", ctrl(CtrlDropReq, 0, words(0xffffffff, 10)), ErrSeqRange},
 		{"DROPREQ last top bit", ctrl(CtrlDropReq, 0, words(10, 0x80000014)), ErrSeqRange},
@@ -195,7 +196,7 @@ func FuzzCheckControl(f *testing.F) {
 		body := p[HeaderLen:]
 		switch ControlTypeOf(p) {
 		case CtrlACK:
-			if len(body) != ackLite && len(body) < ackSmall {
+			if len(body) != ackLite && len(body) < ackSmall || len(body)%4 != 0 {
 				t.Fatalf("accepted an ACK of %d bytes", len(body))
 			}
 		case CtrlDropReq:
@@ -203,7 +204,10 @@ func FuzzCheckControl(f *testing.F) {
 				t.Fatalf("accepted a DROPREQ of %d bytes", len(body))
 			}
 		case CtrlNAK:
-			n := len(body) / 4 * 4
+			n := len(body)
+			if n%4 != 0 {
+				t.Fatalf("accepted a NAK of %d bytes", n)
+			}
 			for i := 0; i < n; i += 4 {
 				if body[i]&0x80 != 0 {
 					if i += 4; i >= n || body[i]&0x80 != 0 {
