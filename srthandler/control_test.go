@@ -65,13 +65,15 @@ func TestMalformedControlDropped(t *testing.T) {
 			bad := [][]byte{
 				controlPacket(wire.CtrlACK, 0, up),                                                      // no body
 				controlPacket(wire.CtrlACK, 0, up, 0x80000000),                                          // sequence out of range
-				controlPacket(wire.CtrlACK, 0, up, 1, 2, 3, 4, 5, 6, 7, 8, 9),                           // longer than any ACK
+				controlPacket(wire.CtrlACK, 0, up, 1, 2),                                                // neither light nor full
 				controlPacket(wire.CtrlNAK, 0, up, 0x80000010),                                          // range without its end
 				controlPacket(wire.CtrlNAK, 0, up, 0x80000010, 5),                                       // range backwards
 				controlPacket(wire.CtrlDropReq, 0, up, 7),                                               // one sequence number
 				controlPacket(wire.CtrlDropReq, 0, up, 9, 1),                                            // range backwards
 				controlPacket(wire.CtrlUser, wire.UserKMREQ, up, 0x12202901, 0, 0x02000200, 0x000004ff), // key length lies
 				controlPacket(wire.CtrlUser, wire.UserKMRSP, up, 0x12202901, 0, 0x02000200),             // truncated
+				controlPacket(wire.CtrlUser, wire.UserKMRSP, up, 9),                                     // no such KM state
+				controlPacket(wire.CtrlUser, wire.UserHSRSP, up),                                        // HSv4 HSRSP without a body
 			}
 			before := session.DroppedControl()[session.DropMalformed]
 			for range 3 {
