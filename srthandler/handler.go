@@ -64,7 +64,7 @@ const pendingBuf = 2048
 //		max_pending       <n>          # handshakes in progress; default 1024
 //		max_pending_per_ip <n>         # default 32 (an IPv6 /64 counts as one IP)
 //		max_sessions_per_ip <n>        # sessions of one IP or IPv6 /64; default 1000
-//		handshake_rate_per_ip <n>      # conclusions a second of one source; default 100
+//		handshake_rate_per_ip <n>      # conclusions a second of one source; default 1000
 //		upstream_allow    <CIDR...>    # where placeholder upstreams and SRS origins may be
 //		directory redis <host:port> { password db key_prefix ttl }
 //		publisher_conflict follow|reject

@@ -17,9 +17,11 @@ import (
 const DefaultMaxSessionsPerIP = 1000
 
 // DefaultHandshakeRatePerIP is the conclusions a second one source may
-// have routed, with as many at once: a whole rack of encoders behind one
-// NAT reconnecting together after an outage stays below it.
-const DefaultHandshakeRatePerIP = 100
+// have routed, with as many at once: every session max_sessions_per_ip
+// allows a source (a playout centre's players behind one NAT) may
+// reconnect together after an outage. What it bounds is work on the
+// handshake path; max_pending_per_ip bounds what is held.
+const DefaultHandshakeRatePerIP = 1000
 
 // SourceLimits cap what one source may hold: one IPv4 address, or one
 // IPv6 /64 (session.SourceOf), since a host picks any address of its /64.
@@ -30,7 +32,7 @@ type SourceLimits struct {
 	MaxSessionsPerIP int `json:"max_sessions_per_ip,omitempty"`
 	// HandshakeRatePerIP caps the conclusions a second of one source that
 	// are routed (a second's worth may come at once); beyond it callers
-	// get overload (1402) before any upstream is tried. Default 100.
+	// get overload (1402) before any upstream is tried. Default 1000.
 	HandshakeRatePerIP int `json:"handshake_rate_per_ip,omitempty"`
 }
 
