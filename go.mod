@@ -4,6 +4,7 @@ go 1.25.1
 
 require (
 	github.com/caddyserver/caddy/v2 v2.11.4
+	github.com/cilium/ebpf v0.22.0
 	github.com/datarhei/gosrt v0.11.0
 	github.com/mholt/caddy-l4 v0.1.2
 	github.com/miekg/dns v1.1.72

@@ -31,6 +31,9 @@ func (h *Handler) openCallerLink(cx *layer4.Connection, caller netip.AddrPort, l
 		conn, caught, err := session.DialFrom(cx.LocalAddr(), caller)
 		if err == nil {
 			cl := callerLink{link: conn, path: session.PathSocket}
+			if h.DataPath == "ebpf" {
+				cl.path = session.PathEBPF
+			}
 			for _, st := range caught {
 				if st.From == caller {
 					cl.early = append(cl.early, st.Data)

@@ -117,6 +117,7 @@ type Session struct {
 	held   [][]byte
 
 	fromCaller, fromUpstream counter
+	offload                  offload
 	callerACK, upstreamACK   linkStats
 	lastCaller, lastUpstream atomic.Int64 // unix nanoseconds, set by the idle check
 
@@ -205,6 +206,10 @@ func (s *Session) Start(reg *Registry, link Link, want Path) error {
 			s.Logger.Debug("sending conclusion response to caller", zap.String("session", s.ID), zap.Error(err))
 		}
 	}
+	if want == PathEBPF {
+		// Only now: nothing from the upstream may overtake the response.
+		s.startOffload(link)
+	}
 	s.armWatchdog()
 	switch s.path {
 	case PathReactor:
@@ -226,7 +231,12 @@ func (s *Session) Start(reg *Registry, link Link, want Path) error {
 }
 
 // Path says how the session relays, as Start decided it.
-func (s *Session) Path() Path { return s.path }
+func (s *Session) Path() Path {
+	if s.offloaded() {
+		return PathEBPF
+	}
+	return s.path
+}
 
 // ServeLink relays from the caller link l until the session ends or
 // another link replaces l (see Attach). A datagram it read after the
@@ -321,7 +331,7 @@ func (s *Session) Reason() (EndReason, error) {
 func (s *Session) Stats() Stats {
 	up, haveUp := s.upstreamACK.load()
 	ca, haveCa := s.callerACK.load()
-	return Stats{
+	st := Stats{
 		UpstreamACK:       up,
 		HaveUpstreamACK:   haveUp,
 		CallerACK:         ca,
@@ -333,6 +343,8 @@ func (s *Session) Stats() Stats {
 		LastCaller:        time.Unix(0, s.lastCaller.Load()),
 		LastUpstream:      time.Unix(0, s.lastUpstream.Load()),
 	}
+	s.offload.addTo(&st)
+	return st
 }
 
 func (s *Session) ended() bool {
@@ -361,11 +373,12 @@ func (s *Session) armWatchdog() {
 	var check func()
 	check = func() {
 		now := time.Now()
-		if c := s.fromCaller.packets.Load(); c != seenCaller {
+		fromCaller, fromUpstream := s.packets()
+		if c := fromCaller; c != seenCaller {
 			seenCaller = c
 			s.lastCaller.Store(now.UnixNano())
 		}
-		if u := s.fromUpstream.packets.Load(); u != seenUpstream {
+		if u := fromUpstream; u != seenUpstream {
 			seenUpstream = u
 			s.lastUpstream.Store(now.UnixNano())
 		}
@@ -397,6 +410,8 @@ func (s *Session) End(reason EndReason, err error) {
 		if w := s.watchdog.Load(); w != nil {
 			w.Stop()
 		}
+		// From here on the sockets take all the session's datagrams.
+		s.endOffload()
 		now := time.Now()
 		ts := handshake.Timestamp(now)
 		switch reason {
