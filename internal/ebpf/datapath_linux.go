@@ -104,14 +104,14 @@ func Install(f Flow) (*Entry, error) {
 			detachLocked(ifi)
 		}
 		for _, k := range e.keys {
-			_ = state.objs.Flows.Delete(&k)
+			_ = state.objs.SrtFlows.Delete(&k)
 		}
 		unloadIfIdleLocked()
 	}
 	for i, k := range e.keys {
-		if err := state.objs.Flows.Update(&k, &vals[i], ebpf.UpdateNoExist); err != nil {
+		if err := state.objs.SrtFlows.Update(&k, &vals[i], ebpf.UpdateNoExist); err != nil {
 			if i == 1 {
-				_ = state.objs.Flows.Delete(&e.keys[0])
+				_ = state.objs.SrtFlows.Delete(&e.keys[0])
 			}
 			unloadIfIdleLocked()
 			return nil, fmt.Errorf("flow %s: map entry: %w", f.Caller, err)
@@ -141,7 +141,7 @@ func (e *Entry) Counts() (fromCaller, fromOrigin Counts) {
 	now := time.Now()
 	for i, k := range e.keys {
 		var v srtpathFlowVal
-		if err := state.objs.Flows.Lookup(&k, &v); err != nil {
+		if err := state.objs.SrtFlows.Lookup(&k, &v); err != nil {
 			continue
 		}
 		c[i] = Counts{Packets: v.Packets, Bytes: v.Bytes}
@@ -163,7 +163,7 @@ func (e *Entry) Remove() {
 			return // Close came first
 		}
 		for _, k := range e.keys {
-			_ = state.objs.Flows.Delete(&k)
+			_ = state.objs.SrtFlows.Delete(&k)
 		}
 		for _, ifi := range e.ifaces {
 			detachLocked(ifi)

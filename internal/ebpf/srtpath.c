@@ -55,7 +55,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, struct flow_key);
 	__type(value, struct flow_val);
-} flows SEC(".maps");
+} srt_flows SEC(".maps");
 
 #define IP_OFF ETH_HLEN
 #define UDP_OFF (IP_OFF + sizeof(struct iphdr))
@@ -116,7 +116,7 @@ int srt_ingress(struct __sk_buff *skb)
 		.sport = udp->source,
 		.dport = udp->dest,
 	};
-	struct flow_val *v = bpf_map_lookup_elem(&flows, &k);
+	struct flow_val *v = bpf_map_lookup_elem(&srt_flows, &k);
 	if (!v)
 		return TC_ACT_OK;
 	if (!srt_forwarded(srt[0], srt[1]))

@@ -39,7 +39,7 @@ type srtpathFlowVal struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	srtpathMapFlows       = "flows"
+	srtpathMapSrtFlows    = "srt_flows"
 	srtpathProgSrtIngress = "srt_ingress"
 )
 
@@ -92,7 +92,7 @@ type srtpathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type srtpathMapSpecs struct {
-	Flows *ebpf.MapSpec `ebpf:"flows"`
+	SrtFlows *ebpf.MapSpec `ebpf:"srt_flows"`
 }
 
 // srtpathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -121,12 +121,12 @@ func (o *srtpathObjects) Close() error {
 //
 // It can be passed to loadSrtpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type srtpathMaps struct {
-	Flows *ebpf.Map `ebpf:"flows"`
+	SrtFlows *ebpf.Map `ebpf:"srt_flows"`
 }
 
 func (m *srtpathMaps) Close() error {
 	return _SrtpathClose(
-		m.Flows,
+		m.SrtFlows,
 	)
 }
 

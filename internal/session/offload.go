@@ -104,6 +104,7 @@ func (o *offload) addTo(st *Stats) {
 	st.FromCallerBytes += fc.Bytes
 	st.FromUpstream += fu.Packets
 	st.FromUpstreamBytes += fu.Bytes
+	st.KernelFromCaller, st.KernelFromUpstream = fc.Packets, fu.Packets
 }
 
 // packets counts the datagrams taken from each side, by the relay and

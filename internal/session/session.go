@@ -90,6 +90,9 @@ type Config struct {
 type Stats struct {
 	FromCaller, FromUpstream           uint64 // packets
 	FromCallerBytes, FromUpstreamBytes uint64
+	// KernelFromCaller and KernelFromUpstream are the packets of those
+	// the ebpf data path forwarded in the kernel: the rest the relay did.
+	KernelFromCaller, KernelFromUpstream uint64
 	// LastCaller and LastUpstream are the times traffic was last seen each
 	// way, to the precision of the idle check.
 	LastCaller, LastUpstream time.Time

@@ -418,6 +418,8 @@ type SLTOptions struct {
 	Passphrase string
 	// Latency is SRTO_LATENCY; 0 keeps libsrt's default (120 ms).
 	Latency time.Duration
+	// Host is the address a listener binds (default 127.0.0.1).
+	Host string
 }
 
 // sltLifetime is srt-live-transmit's own exit timer: a safety net should
@@ -454,10 +456,14 @@ func StartSLTListener(t testing.TB, o SLTOptions) *SLTListener {
 	bin := RequireTool(t, "srt-live-transmit")
 	q := url.Values{"mode": {"listener"}}
 	setSLTOptions(q, o)
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	for attempt := 1; ; attempt++ {
 		port := FreeUDPPort(t)
-		l := &SLTListener{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-		l.Process = startProcess(t, false, &l.out, bin, "-v", sltLifetime, "-a:no", sltURI("127.0.0.1", port, q), "file://con")
+		l := &SLTListener{Addr: net.JoinHostPort(host, strconv.Itoa(port))}
+		l.Process = startProcess(t, false, &l.out, bin, "-v", sltLifetime, "-a:no", sltURI(host, port, q), "file://con")
 		err := waitSRTListener(l.Addr, 5*time.Second, l.Exited)
 		if err == nil {
 			return l
