@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/srtroute/caddy-l4-srt/internal/ebpf"
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
 	"github.com/srtroute/caddy-l4-srt/srthandler"
 )
 
 // TestEBPFChildProxy is the child proxy of these tests: it does nothing
 // when run as a test.
-func TestEBPFChildProxy(t *testing.T) { testpeer.ServeChildProxy(t) }
+func TestEBPFChildProxy(t *testing.T) { testpeer.ServeChildProxy(t, ebpf.Close) }
 
 const ebpfChild = "TestEBPFChildProxy"
 

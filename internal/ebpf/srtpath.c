@@ -107,7 +107,11 @@ int srt_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	struct udphdr *udp = data + UDP_OFF;
 	__u8 *srt = data + SRT_OFF;
-	if (bpf_ntohs(udp->len) < sizeof(struct udphdr) + SRT_HDR)
+	// Lengths that lie (longer than what came, or disagreeing) are the
+	// stack's to drop; the program counts only what it can trust.
+	__u32 ip_len = bpf_ntohs(ip->tot_len);
+	if (ip_len > skb->len - ETH_HLEN || bpf_ntohs(udp->len) != ip_len - sizeof(struct iphdr) ||
+	    bpf_ntohs(udp->len) < sizeof(struct udphdr) + SRT_HDR)
 		return TC_ACT_OK;
 
 	struct flow_key k = {

@@ -27,8 +27,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-
-	"github.com/srtroute/caddy-l4-srt/internal/ebpf"
 )
 
 // PrivilegedEnv is the environment variable that makes tests needing root
@@ -208,9 +206,9 @@ func (cp *ChildProxy) GetJSON(path string, v any) error {
 
 // ServeChildProxy is the body of the test StartChildProxy runs in the
 // child: it skips unless it is that child; there it runs Caddy until
-// SIGTERM, then stops it and closes the ebpf data path, as a process
-// exit does.
-func ServeChildProxy(t *testing.T) {
+// SIGTERM, then stops it and runs atExit (what a process exit hook does,
+// e.g. close the ebpf data path).
+func ServeChildProxy(t *testing.T, atExit func() error) {
 	cfg := os.Getenv(childConfigEnv)
 	if cfg == "" {
 		t.Skip("runs only as a child proxy")
@@ -228,8 +226,10 @@ func ServeChildProxy(t *testing.T) {
 	if err := caddy.Stop(); err != nil {
 		t.Errorf("stopping caddy: %v", err)
 	}
-	if err := ebpf.Close(); err != nil {
-		t.Errorf("closing the ebpf data path: %v", err)
+	if atExit != nil {
+		if err := atExit(); err != nil {
+			t.Errorf("at exit: %v", err)
+		}
 	}
 	fmt.Fprintln(os.Stderr, "child proxy stopped, pid "+strconv.Itoa(os.Getpid()))
 }
