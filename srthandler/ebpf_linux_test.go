@@ -8,6 +8,7 @@ package srthandler_test
 import (
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,14 +23,18 @@ func TestEBPFChildProxy(t *testing.T) { testpeer.ServeChildProxy(t, ebpf.Close) 
 
 const ebpfChild = "TestEBPFChildProxy"
 
-// ebpfProxy starts the child proxy routing every caller to origin on the
-// ebpf path.
-func ebpfProxy(t *testing.T, tp *testpeer.Topology, origin string, dropCaps bool) *testpeer.ChildProxy {
-	t.Helper()
-	return tp.StartChildProxy(t, map[string]any{
+// ebpfHandler routes every caller to origin on the ebpf path.
+func ebpfHandler(origin string) map[string]any {
+	return map[string]any{
 		"data_path": "ebpf",
 		"routes":    []any{map[string]any{"to": to(origin)}},
-	}, testpeer.ChildProxyOptions{Run: ebpfChild, DropCaps: dropCaps})
+	}
+}
+
+// ebpfProxy starts the child proxy with ebpfHandler.
+func ebpfProxy(t *testing.T, tp *testpeer.Topology, origin string, dropCaps bool) *testpeer.ChildProxy {
+	t.Helper()
+	return tp.StartChildProxy(t, ebpfHandler(origin), testpeer.ChildProxyOptions{Run: ebpfChild, DropCaps: dropCaps})
 }
 
 func ebpfSessions(t *testing.T, cp *testpeer.ChildProxy) []srthandler.SessionView {
@@ -94,12 +99,29 @@ func requireBPFTool(t *testing.T) {
 // returns the caller, still connected, once the origin l has it all.
 func ebpfStream(t *testing.T, cp *testpeer.ChildProxy, l *testpeer.SLTListener, data []byte) *testpeer.SLTCaller {
 	t.Helper()
-	c := testpeer.StartSLTCaller(t, cp.Addr, "#!::r=live/ebpf,m=publish", testpeer.SLTOptions{})
+	return ebpfStreamWith(t, cp, testpeer.SLTOptions{}, data, nil)
+}
+
+// ebpfStreamWith is ebpfStream with caller options, and midway (when
+// non-nil) run halfway through the data.
+func ebpfStreamWith(t *testing.T, cp *testpeer.ChildProxy, o testpeer.SLTOptions, data []byte, midway func()) *testpeer.SLTCaller {
+	t.Helper()
+	c := testpeer.StartSLTCaller(t, cp.Addr, "#!::r=live/ebpf,m=publish", o)
 	if !c.Connected() {
 		t.Fatalf("srt-live-transmit did not connect to %s; stderr:\n%s", cp.Addr, c.Stderr())
 	}
-	if err := c.Feed(data, 1316, time.Millisecond); err != nil {
+	half := len(data) / 2 / 1316 * 1316
+	if midway == nil {
+		half = len(data)
+	}
+	if err := c.Feed(data[:half], 1316, time.Millisecond); err != nil {
 		t.Fatalf("feeding srt-live-transmit: %v", err)
+	}
+	if midway != nil {
+		midway()
+		if err := c.Feed(data[half:], 1316, time.Millisecond); err != nil {
+			t.Fatalf("feeding srt-live-transmit: %v", err)
+		}
 	}
 	// The origin's output is buffered: wait for the session's counters.
 	waitFor(t, 10*time.Second, "the session to carry every packet", func() bool {
@@ -212,4 +234,86 @@ func TestEBPFRefused(t *testing.T) {
 	if n := strings.Count(cp.Stderr(), "ebpf data path unavailable"); n != 1 {
 		t.Errorf("the proxy logged the refusal %d times, want once; stderr:\n%s", n, cp.Stderr())
 	}
+}
+
+// TestEBPFEncryptedAndReload: an encrypted stream (its KM exchange goes
+// through user space, its data through the kernel) arrives whole across
+// a config reload made midway; the session stays on the ebpf path.
+func TestEBPFEncryptedAndReload(t *testing.T) {
+	requireBPFTool(t)
+	tp := testpeer.NewTopology(t)
+	o := testpeer.SLTOptions{Passphrase: "ebpf-path-secret", Host: tp.OriginSide}
+	l := testpeer.StartSLTListener(t, o)
+	cp := ebpfProxy(t, tp, l.Addr, false)
+	data := interopPayload(2000)
+	var before uint64
+	c := ebpfStreamWith(t, cp, o, data, func() {
+		s := ebpfSessions(t, cp)
+		if len(s) != 1 {
+			t.Fatalf("%d sessions before the reload, want 1", len(s))
+		}
+		before = s[0].FromCaller.KernelPackets
+		h := ebpfHandler(l.Addr)
+		h["idle_timeout"] = "20s"
+		if err := cp.Reload(h); err != nil {
+			t.Fatalf("reload: %v", err)
+		}
+	})
+	s := ebpfSessions(t, cp)
+	if len(s) != 1 || s[0].DataPath != "ebpf" || s[0].FromCaller.KernelPackets <= before {
+		t.Errorf("after the reload: sessions %+v; want the one, on the ebpf path, its kernel count past %d", s, before)
+	}
+	_ = c.Stop()
+	interopCheckListener(t, l, data)
+}
+
+// TestEBPFGosrt: a gosrt stream on the ebpf path, every byte delivered.
+func TestEBPFGosrt(t *testing.T) {
+	requireBPFTool(t)
+	tp := testpeer.NewTopology(t)
+	b := startBackendAt(t, "gosrt", tp.OriginSide+":0")
+	cp := ebpfProxy(t, tp, b.Addr(), false)
+	conn, err := testpeer.Dial(cp.Addr, "#!::r=live/gosrt,m=publish", testpeer.DialOptions{})
+	if err != nil {
+		t.Fatalf("gosrt dial through the proxy: %v", err)
+	}
+	defer conn.Close()
+	payload := interopPayload(1000)
+	for i := 0; i < len(payload); i += 1316 {
+		if _, err := conn.Write(payload[i : i+1316]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	waitFor(t, 10*time.Second, "the backend to receive every byte", func() bool { return b.Published("live/gosrt") >= uint64(len(payload)) })
+	if got := b.Published("live/gosrt"); got != uint64(len(payload)) {
+		t.Errorf("backend received %d bytes, want %d", got, len(payload))
+	}
+	s := ebpfSessions(t, cp)
+	if len(s) != 1 || s[0].DataPath != "ebpf" || s[0].FromCaller.KernelPackets < 1000 {
+		t.Errorf("sessions %+v; want one on the ebpf path, the kernel forwarding the data", s)
+	}
+}
+
+// TestEBPFIdle: a session on the ebpf path whose peers both fall silent
+// (stopped, not gone) ends at its idle timeout, and its flow leaves the
+// kernel.
+func TestEBPFIdle(t *testing.T) {
+	requireBPFTool(t)
+	tp := testpeer.NewTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	h := ebpfHandler(l.Addr)
+	h["idle_timeout"] = "1s"
+	cp := tp.StartChildProxy(t, h, testpeer.ChildProxyOptions{Run: ebpfChild})
+	c := ebpfStream(t, cp, l, interopPayload(300))
+	// Kept stopped for the idle timeout and more: no keepalive either way.
+	for _, p := range []*testpeer.Process{c.Process, l.Process} {
+		p.Signal(syscall.SIGSTOP)
+		defer p.Signal(syscall.SIGCONT)
+	}
+	waitFor(t, 5*time.Second, "the idle session to end", func() bool { return len(ebpfSessions(t, cp)) == 0 })
+	if !strings.Contains(cp.Stderr(), `"reason":"idle_timeout"`) {
+		t.Errorf("the session did not end for idleness; proxy stderr:\n%s", cp.Stderr())
+	}
+	waitNoBPF(t, tp, "after the idle session ended")
 }

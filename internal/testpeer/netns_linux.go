@@ -9,6 +9,7 @@ package testpeer
 // ServeChildProxy.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -125,6 +126,7 @@ type ChildProxy struct {
 	// Addr is the address callers dial.
 	Addr   string
 	socket string
+	proxy  *Proxy // renders configs
 }
 
 // ChildProxyOptions shape a child proxy.
@@ -148,6 +150,7 @@ func (tp *Topology) StartChildProxy(t *testing.T, handler map[string]any, o Chil
 	dir := t.TempDir()
 	cp := &ChildProxy{Addr: net.JoinHostPort(tp.ProxyCallerSide, "10080"), socket: filepath.Join(dir, "admin.sock")}
 	p := &Proxy{t: t, Addr: "0.0.0.0:10080", Admin: "unix/" + cp.socket}
+	cp.proxy = p
 	cfg := filepath.Join(dir, "caddy.json")
 	if err := os.WriteFile(cfg, p.Config(handler), 0o600); err != nil {
 		t.Fatal(err)
@@ -171,16 +174,34 @@ func (cp *ChildProxy) Kill() {
 	cp.Wait(5 * time.Second)
 }
 
-// Get fetches an admin API path.
-func (cp *ChildProxy) Get(path string) ([]byte, error) {
-	c := http.Client{
+// Reload replaces the running config with one for handler, as an
+// operator does: POST /load.
+func (cp *ChildProxy) Reload(handler map[string]any) error {
+	resp, err := cp.client().Post("http://admin/load", "application/json", bytes.NewReader(cp.proxy.Config(handler)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("POST /load: %s: %s", resp.Status, b)
+	}
+	return nil
+}
+
+func (cp *ChildProxy) client() *http.Client {
+	return &http.Client{
 		Timeout: 5 * time.Second,
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", cp.socket)
 		}},
 	}
-	resp, err := c.Get("http://admin" + path)
+}
+
+// Get fetches an admin API path.
+func (cp *ChildProxy) Get(path string) ([]byte, error) {
+	resp, err := cp.client().Get("http://admin" + path)
 	if err != nil {
 		return nil, err
 	}
@@ -233,3 +254,6 @@ func ServeChildProxy(t *testing.T, atExit func() error) {
 	}
 	fmt.Fprintln(os.Stderr, "child proxy stopped, pid "+strconv.Itoa(os.Getpid()))
 }
+
+// Signal sends the process sig.
+func (p *Process) Signal(sig os.Signal) { _ = p.cmd.Process.Signal(sig) }
