@@ -12,9 +12,11 @@
 // rewritten where the upstream knows the caller by a substitute ID),
 // counted, and redirected to the egress interface towards the other
 // peer. Everything else (handshakes, SHUTDOWN, ACK, NAK, DROPREQ, KM,
-// anything that does not parse cleanly) goes on to the stack untouched,
-// where the session's connected sockets take it and the user-space relay
-// checks and forwards it as on the socket path.
+// anything that does not parse cleanly) goes on untouched, where the
+// session's connected sockets take it and the user-space relay checks and
+// forwards it as on the socket path. "Goes on" is TC_ACT_UNSPEC (TCX's
+// "next"): programs attached after this one, not the proxy's, still see
+// the datagram, and the stack gets it after the last.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -85,26 +87,26 @@ SEC("tc")
 int srt_ingress(struct __sk_buff *skb)
 {
 	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->gso_size)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (skb->len < SRT_OFF + SRT_HDR)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	if (data + SRT_OFF + SRT_HDR > end) {
 		if (bpf_skb_pull_data(skb, SRT_OFF + SRT_HDR))
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 		data = (void *)(long)skb->data;
 		end = (void *)(long)skb->data_end;
 		if (data + SRT_OFF + SRT_HDR > end)
-			return TC_ACT_OK;
+			return TC_ACT_UNSPEC;
 	}
 	struct ethhdr *eth = data;
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	struct iphdr *ip = data + IP_OFF;
 	// Options, fragments: the stack's business.
 	if (ip->ihl != 5 || ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	struct udphdr *udp = data + UDP_OFF;
 	__u8 *srt = data + SRT_OFF;
 	// Lengths that lie (longer than what came, or disagreeing) are the
@@ -112,7 +114,7 @@ int srt_ingress(struct __sk_buff *skb)
 	__u32 ip_len = bpf_ntohs(ip->tot_len);
 	if (ip_len > skb->len - ETH_HLEN || bpf_ntohs(udp->len) != ip_len - sizeof(struct iphdr) ||
 	    bpf_ntohs(udp->len) < sizeof(struct udphdr) + SRT_HDR)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 
 	struct flow_key k = {
 		.saddr = ip->saddr,
@@ -122,9 +124,9 @@ int srt_ingress(struct __sk_buff *skb)
 	};
 	struct flow_val *v = bpf_map_lookup_elem(&srt_flows, &k);
 	if (!v)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (!srt_forwarded(srt[0], srt[1]))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 
 	__be32 old_dst_socket = *(__be32 *)(srt + 12);
 	__be32 new_saddr = v->saddr, new_daddr = v->daddr;

@@ -27,7 +27,7 @@ func requirePrivileged(t testing.TB) {
 }
 
 const (
-	tcActOK       = 0
+	tcActUnspec   = ^uint32(0) // -1: TCX's "next program, else the stack"
 	tcActRedirect = 7
 )
 
@@ -236,7 +236,7 @@ func TestSrtIngressForwards(t *testing.T) {
 }
 
 // TestSrtIngressLeaves: what the program must leave to the stack comes
-// back untouched with TC_ACT_OK.
+// back untouched with TC_ACT_UNSPEC.
 func TestSrtIngressLeaves(t *testing.T) {
 	objs := loadForTest(t)
 	install(t, objs)
@@ -288,8 +288,8 @@ func TestSrtIngressLeaves(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ret, out := run(t, objs, tc.in)
-			if ret != tcActOK {
-				t.Errorf("verdict %d, want TC_ACT_OK", ret)
+			if ret != tcActUnspec {
+				t.Errorf("verdict %d, want TC_ACT_UNSPEC", ret)
 			}
 			if !bytes.Equal(out, tc.in) {
 				t.Errorf("packet changed")
@@ -320,9 +320,9 @@ func FuzzSrtIngress(f *testing.F) {
 		}
 		out = out[:len(in)]
 		switch ret {
-		case tcActOK:
+		case tcActUnspec:
 			if !bytes.Equal(out, in) {
-				t.Fatalf("TC_ACT_OK but the packet changed")
+				t.Fatalf("TC_ACT_UNSPEC but the packet changed")
 			}
 		case tcActRedirect:
 			if c := checksum(out[14:34], 0); c != 0 && checksum(in[14:34], 0) == 0 {

@@ -92,10 +92,8 @@ func (s *Session) endOffload() {
 }
 
 // addTo adds what the kernel forwarded to a snapshot of the relay's
-// counters.
+// counters. The caller holds o.mu.
 func (o *offload) addTo(st *Stats) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	if o.entry == nil {
 		return
 	}
@@ -110,6 +108,8 @@ func (o *offload) addTo(st *Stats) {
 // packets counts the datagrams taken from each side, by the relay and
 // by the kernel.
 func (s *Session) packets() (fromCaller, fromUpstream uint64) {
+	s.offload.mu.Lock()
+	defer s.offload.mu.Unlock()
 	var st Stats
 	s.offload.addTo(&st)
 	return s.fromCaller.packets.Load() + st.FromCaller, s.fromUpstream.packets.Load() + st.FromUpstream

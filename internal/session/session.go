@@ -334,6 +334,10 @@ func (s *Session) Reason() (EndReason, error) {
 func (s *Session) Stats() Stats {
 	up, haveUp := s.upstreamACK.load()
 	ca, haveCa := s.callerACK.load()
+	// Under the offload's lock, the kernel's counts are either still in
+	// the map or already folded into the relay's, never in neither.
+	s.offload.mu.Lock()
+	defer s.offload.mu.Unlock()
 	st := Stats{
 		UpstreamACK:       up,
 		HaveUpstreamACK:   haveUp,
