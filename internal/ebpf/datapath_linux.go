@@ -11,6 +11,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
 // ErrRefused wraps what keeps the program from loading or attaching at
@@ -37,6 +39,10 @@ type Counts struct {
 	Packets, Bytes uint64
 	// Last is when the program last forwarded a datagram; zero if never.
 	Last time.Time
+	// ACK holds the figures of the last full ACK the program forwarded,
+	// if HaveACK.
+	ACK     wire.ACK
+	HaveACK bool
 }
 
 // Entry is a flow installed in the program's map. Remove it when the
@@ -144,7 +150,9 @@ func (e *Entry) Counts() (fromCaller, fromOrigin Counts) {
 		if err := state.objs.SrtFlows.Lookup(&k, &v); err != nil {
 			continue
 		}
-		c[i] = Counts{Packets: v.Packets, Bytes: v.Bytes}
+		c[i] = Counts{Packets: v.Packets, Bytes: v.Bytes, HaveACK: v.Acks != 0,
+			ACK: wire.ACK{RTT: v.AckRtt, RTTVar: v.AckRttVar, PacketRate: v.AckPacketRate,
+				ByteRate: v.AckByteRate, Capacity: v.AckCapacity}}
 		if v.LastNs != 0 {
 			c[i].Last = now.Add(-time.Duration(mono - v.LastNs))
 		}

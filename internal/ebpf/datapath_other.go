@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
 // ErrRefused: see datapath_linux.go.
@@ -21,6 +23,8 @@ type Flow struct {
 type Counts struct {
 	Packets, Bytes uint64
 	Last           time.Time
+	ACK            wire.ACK
+	HaveACK        bool
 }
 
 // Entry: see datapath_linux.go.

@@ -6,15 +6,17 @@
 // Attached at TC ingress (TCX) on the interfaces a session's caller and
 // origin traffic come in on. A datagram whose 4-tuple is a live session's
 // (caller -> listener, or origin -> the session's upstream socket) and
-// that carries SRT data, a keepalive or an ACKACK is readdressed as the
-// user-space relay would have sent it (the proxy's other socket as
+// that carries SRT data, a keepalive, an ACK or an ACKACK is readdressed
+// as the user-space relay would have sent it (the proxy's other socket as
 // source, the other peer as destination, the destination socket ID
 // rewritten where the upstream knows the caller by a substitute ID),
 // counted, and redirected to the egress interface towards the other
-// peer. Everything else (handshakes, SHUTDOWN, ACK, NAK, DROPREQ, KM,
-// anything that does not parse cleanly) goes on untouched, where the
-// session's connected sockets take it and the user-space relay checks and
-// forwards it as on the socket path. "Goes on" is TC_ACT_UNSPEC (TCX's
+// peer; a full ACK's link figures (RTT, rates, capacity) are kept in the
+// flow's entry for the admin API, as the relay keeps them. Everything
+// else (handshakes, SHUTDOWN, NAK, DROPREQ, KM, an ACK not shaped as
+// libsrt sends one, anything that does not parse cleanly) goes on
+// untouched, where the session's connected sockets take it and the
+// user-space relay checks and forwards it as on the socket path. "Goes on" is TC_ACT_UNSPEC (TCX's
 // "next"): programs attached after this one, not the proxy's, still see
 // the datagram, and the stack gets it after the last.
 
@@ -50,6 +52,13 @@ struct flow_val {
 	__u64 packets;
 	__u64 bytes;
 	__u64 last_ns;
+	// The last full ACK from this side; acks counts full ACKs seen.
+	__u32 ack_rtt;
+	__u32 ack_rtt_var;
+	__u32 ack_packet_rate;
+	__u32 ack_capacity;
+	__u32 ack_byte_rate;
+	__u32 acks;
 };
 
 struct {
@@ -73,13 +82,27 @@ struct {
 
 // SRT control types the program forwards itself.
 #define SRT_CTRL_KEEPALIVE 1
+#define SRT_CTRL_ACK 2
 #define SRT_CTRL_ACKACK 6
 
-static __always_inline int srt_forwarded(__u8 b0, __u8 b1)
+// The ACK shapes libsrt sends, by the length of what follows the header:
+// light (one word), small (four), and full (six, seven or eight words).
+#define ACK_FULL 28
+
+static __always_inline int ack_shaped(__u32 cif)
+{
+	return cif == 4 || cif == 16 || cif == 24 || cif == 28 || cif == 32;
+}
+
+// srt_forwarded says whether the program forwards a packet of this
+// header and cif bytes after it.
+static __always_inline int srt_forwarded(__u8 b0, __u8 b1, __u32 cif)
 {
 	if (!(b0 & 0x80))
 		return 1; // data
 	__u16 type = ((__u16)(b0 & 0x7f) << 8) | b1;
+	if (type == SRT_CTRL_ACK)
+		return ack_shaped(cif);
 	return type == SRT_CTRL_KEEPALIVE || type == SRT_CTRL_ACKACK;
 }
 
@@ -125,8 +148,14 @@ int srt_ingress(struct __sk_buff *skb)
 	struct flow_val *v = bpf_map_lookup_elem(&srt_flows, &k);
 	if (!v)
 		return TC_ACT_UNSPEC;
-	if (!srt_forwarded(srt[0], srt[1]))
+	__u32 cif = bpf_ntohs(udp->len) - sizeof(struct udphdr) - SRT_HDR;
+	if (!srt_forwarded(srt[0], srt[1], cif))
 		return TC_ACT_UNSPEC;
+	// A full ACK: its RCVLASTACK, RTT, RTTVAR, BUFFERLEFT, RCVSPEED,
+	// BANDWIDTH and RCVRATE words.
+	__be32 ack[7] = {};
+	int full_ack = (srt[0] & 0x80) && cif >= ACK_FULL &&
+		       bpf_skb_load_bytes(skb, SRT_OFF + SRT_HDR, ack, sizeof(ack)) == 0;
 
 	__be32 old_dst_socket = *(__be32 *)(srt + 12);
 	__be32 new_saddr = v->saddr, new_daddr = v->daddr;
@@ -157,6 +186,14 @@ int srt_ingress(struct __sk_buff *skb)
 	    bpf_skb_store_bytes(skb, SRT_DST_OFF, &new_dst_socket, 4, BPF_F_RECOMPUTE_CSUM))
 		return TC_ACT_SHOT;
 
+	if (full_ack) {
+		v->ack_rtt = bpf_ntohl(ack[1]);
+		v->ack_rtt_var = bpf_ntohl(ack[2]);
+		v->ack_packet_rate = bpf_ntohl(ack[4]);
+		v->ack_capacity = bpf_ntohl(ack[5]);
+		v->ack_byte_rate = bpf_ntohl(ack[6]);
+		__sync_fetch_and_add(&v->acks, 1);
+	}
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, len);
 	v->last_ns = bpf_ktime_get_ns();

@@ -33,6 +33,12 @@ type srtpathFlowVal struct {
 	Packets          uint64
 	Bytes            uint64
 	LastNs           uint64
+	AckRtt           uint32
+	AckRttVar        uint32
+	AckPacketRate    uint32
+	AckCapacity      uint32
+	AckByteRate      uint32
+	Acks             uint32
 }
 
 // Names of all BPF objects in the ELF.

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
 )
 
 // requirePrivileged is testpeer.RequirePrivileged, which this package
@@ -184,6 +186,7 @@ func TestSrtIngressForwards(t *testing.T) {
 	objs := loadForTest(t)
 	install(t, objs)
 	upstreamID := uint32(0x55667788)
+	wantBytes := uint64(0)
 	for _, tc := range []struct {
 		name    string
 		payload []byte
@@ -192,6 +195,9 @@ func TestSrtIngressForwards(t *testing.T) {
 		{"odd-length data", srtData(0, 3)},
 		{"keepalive", srtControl(1, 0, 4)},
 		{"ackack", srtControl(6, 0, 4)},
+		{"light ack", srtControl(2, 0, 4)},
+		{"small ack", srtControl(2, 0, 16)},
+		{"full ack", fullACK()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := append([]byte(nil), tc.payload...)
@@ -211,7 +217,9 @@ func TestSrtIngressForwards(t *testing.T) {
 			}
 			checkRewritten(t, in, out, tListen, tCaller, tCallerID)
 		})
+		wantBytes += uint64(len(tc.payload))
 	}
+	wantBytes += 116
 	t.Run("no UDP checksum", func(t *testing.T) {
 		in := packet(tCaller, tListen, srtData(upstreamID, 100), false)
 		ret, out := run(t, objs, in)
@@ -231,9 +239,24 @@ func TestSrtIngressForwards(t *testing.T) {
 	if err := objs.SrtFlows.Lookup(&k, &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.Packets != 5 || v.Bytes != 1332+19+20+20+116 || v.LastNs == 0 {
-		t.Errorf("caller flow counted %d packets, %d bytes, last %d; want 5, %d, non-zero", v.Packets, v.Bytes, v.LastNs, 1332+19+20+20+116)
+	if v.Packets != 8 || v.Bytes != wantBytes || v.LastNs == 0 {
+		t.Errorf("caller flow counted %d packets, %d bytes, last %d; want 8, %d, non-zero", v.Packets, v.Bytes, v.LastNs, wantBytes)
 	}
+	// The full ACK's figures, as wire.ParseACK reads them.
+	want, _ := wire.ParseACK(fullACK())
+	got := wire.ACK{RTT: v.AckRtt, RTTVar: v.AckRttVar, PacketRate: v.AckPacketRate, ByteRate: v.AckByteRate, Capacity: v.AckCapacity}
+	if v.Acks != 1 || got != want {
+		t.Errorf("caller flow kept ACK %+v (%d full ACKs), want %+v (1)", got, v.Acks, want)
+	}
+}
+
+// fullACK is a full ACK (seven words) with distinct figures.
+func fullACK() []byte {
+	p := srtControl(2, 0, 28)
+	for i := range 7 {
+		binary.BigEndian.PutUint32(p[16+4*i:], uint32(1000*(i+1)+i))
+	}
+	return p
 }
 
 // TestSrtIngressLeaves: what the program must leave to the stack comes
@@ -249,7 +272,8 @@ func TestSrtIngressLeaves(t *testing.T) {
 		{"handshake", packet(tCaller, tListen, srtControl(0, 0, 48), true)},
 		{"shutdown", packet(tCaller, tListen, srtControl(5, 1, 4), true)},
 		{"shutdown from the origin", packet(tOrigin, tUpLocal, srtControl(5, tSubst, 4), true)},
-		{"ack", packet(tOrigin, tUpLocal, srtControl(2, tSubst, 28), true)},
+		{"ack of no libsrt shape", packet(tOrigin, tUpLocal, srtControl(2, tSubst, 8), true)},
+		{"ack too long", packet(tOrigin, tUpLocal, srtControl(2, tSubst, 36), true)},
 		{"nak", packet(tOrigin, tUpLocal, srtControl(3, tSubst, 8), true)},
 		{"dropreq", packet(tCaller, tListen, srtControl(7, 1, 8), true)},
 		{"km (user-defined)", packet(tCaller, tListen, srtControl(0x7fff, 1, 8), true)},

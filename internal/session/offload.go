@@ -103,6 +103,13 @@ func (o *offload) addTo(st *Stats) {
 	st.FromUpstream += fu.Packets
 	st.FromUpstreamBytes += fu.Bytes
 	st.KernelFromCaller, st.KernelFromUpstream = fc.Packets, fu.Packets
+	// Once offloaded, well-formed ACKs pass through the kernel only.
+	if fc.HaveACK {
+		st.CallerACK, st.HaveCallerACK = fc.ACK, true
+	}
+	if fu.HaveACK {
+		st.UpstreamACK, st.HaveUpstreamACK = fu.ACK, true
+	}
 }
 
 // packets counts the datagrams taken from each side, by the relay and

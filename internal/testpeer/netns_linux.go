@@ -257,3 +257,41 @@ func ServeChildProxy(t *testing.T, atExit func() error) {
 
 // Signal sends the process sig.
 func (p *Process) Signal(sig os.Signal) { _ = p.cmd.Process.Signal(sig) }
+
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// CPUTime is the CPU time every thread of process pid has had so far
+// (the scheduler's own accounting, /proc/<pid>/task/*/schedstat, not
+// tick samples).
+func CPUTime(pid int) time.Duration {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/schedstat")
+	var total time.Duration
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if fields := strings.Fields(string(b)); len(fields) > 0 {
+			ns, _ := strconv.ParseInt(fields[0], 10, 64)
+			total += time.Duration(ns)
+		}
+	}
+	return total
+}
+
+// KsoftirqdPids lists the kernel's softirq threads, which do the network
+// work no process is charged for.
+func KsoftirqdPids() []int {
+	comms, _ := filepath.Glob("/proc/[0-9]*/comm")
+	var pids []int
+	for _, f := range comms {
+		b, err := os.ReadFile(f)
+		if err != nil || !strings.HasPrefix(string(b), "ksoftirqd/") {
+			continue
+		}
+		pid, _ := strconv.Atoi(strings.Split(f, "/")[2])
+		pids = append(pids, pid)
+	}
+	return pids
+}
