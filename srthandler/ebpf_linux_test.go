@@ -324,3 +324,46 @@ func TestEBPFIdle(t *testing.T) {
 	}
 	waitNoBPF(t, tp, "after the idle session ended")
 }
+
+// TestEBPFAuto: data_path auto takes the ebpf path where it loads, and
+// without the capabilities a path that does not grow with sessions (the
+// socket path on this kernel, 6.13 or later; the listener before), and
+// logs which.
+func TestEBPFAuto(t *testing.T) {
+	requireBPFTool(t)
+	testpeer.RequireTool(t, "setpriv")
+	for _, tc := range []struct {
+		name     string
+		dropCaps bool
+		want     string
+	}{
+		{"privileged", false, "ebpf"},
+		{"no capabilities", true, map[bool]string{true: "socket", false: "listener"}[ebpf.KernelAtLeast(6, 13)]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := testpeer.NewTopology(t)
+			l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+			h := ebpfHandler(l.Addr)
+			h["data_path"] = "auto"
+			cp := tp.StartChildProxy(t, h, testpeer.ChildProxyOptions{Run: ebpfChild, DropCaps: tc.dropCaps})
+			data := interopPayload(300)
+			c := testpeer.StartSLTCaller(t, cp.Addr, "#!::r=live/auto,m=publish", testpeer.SLTOptions{})
+			if !c.Connected() {
+				t.Fatalf("srt-live-transmit did not connect; stderr:\n%s", c.Stderr())
+			}
+			if err := c.Feed(data, 1316, time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			s := ebpfSessions(t, cp)
+			if len(s) != 1 || s[0].DataPath != tc.want {
+				t.Errorf("sessions %+v, want one on the %s path", s, tc.want)
+			}
+			time.Sleep(interopSettle)
+			_ = c.Stop()
+			interopCheckListener(t, l, data)
+			if n := strings.Count(cp.Stderr(), `"msg":"data_path auto","data_path":"`+tc.want+`"`); n != 1 {
+				t.Errorf("the proxy logged auto's choice %d times, want once; stderr:\n%s", n, cp.Stderr())
+			}
+		})
+	}
+}

@@ -301,3 +301,48 @@ func monotonic() uint64 {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
 }
+
+var probe struct {
+	once sync.Once
+	err  error
+}
+
+// Probe reports, once per process, whether the path can work here: the
+// program loads (CAP_BPF and CAP_NET_ADMIN, a verifier that takes it)
+// and the kernel has TCX (6.6). It keeps nothing loaded.
+func Probe() error {
+	probe.once.Do(func() {
+		if !KernelAtLeast(6, 6) {
+			probe.err = fmt.Errorf("%w: TCX needs Linux 6.6 or later", ErrRefused)
+			return
+		}
+		state.mu.Lock()
+		defer state.mu.Unlock()
+		if err := loadLocked(); err != nil {
+			probe.err = err
+			return
+		}
+		unloadIfIdleLocked()
+	})
+	return probe.err
+}
+
+// KernelAtLeast reports whether the running kernel's release is at least
+// major.minor.
+func KernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	return releaseAtLeast(unix.ByteSliceToString(u.Release[:]), major, minor)
+}
+
+// releaseAtLeast compares a release string ("6.1.0-18-amd64") with
+// major.minor.
+func releaseAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}

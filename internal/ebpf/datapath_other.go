@@ -44,3 +44,9 @@ func Close() error { return nil }
 
 // Attached is empty.
 func Attached() []int { return nil }
+
+// Probe always refuses off Linux.
+func Probe() error { return ErrRefused }
+
+// KernelAtLeast: not Linux.
+func KernelAtLeast(int, int) bool { return false }
