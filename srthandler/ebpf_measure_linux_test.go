@@ -2,12 +2,18 @@ package srthandler_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/srtroute/caddy-l4-srt/internal/loadharness"
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
 )
 
@@ -27,7 +33,11 @@ func TestEBPFMeasure(t *testing.T) {
 	const seconds = 10
 	data := interopPayload(seconds * 9500) // ~100 Mbit/s at 9.5 packets a millisecond
 	results := map[string][][2]float64{}
-	for round := 0; round < 3; round++ {
+	rounds := 3
+	if s := os.Getenv("SRT_EBPF_MEASURE_ROUNDS"); s != "" {
+		rounds, _ = strconv.Atoi(s)
+	}
+	for round := 0; round < rounds; round++ {
 		for _, path := range []string{"socket", "ebpf"} {
 			t.Run(fmt.Sprintf("%s-%d", path, round), func(t *testing.T) {
 				proxy, whole := measureStream(t, path, data)
@@ -77,12 +87,16 @@ func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePer
 		return proxy, whole
 	}
 	p0, w0 := cpu()
+	c0, o0 := testpeer.CPUTime(c.Pid()), testpeer.CPUTime(l.Pid())
 	start := time.Now()
 	if err := c.Feed(data, 13160, time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
+	fed := time.Since(start)
 	time.Sleep(interopSettle)
 	p1, w1 := cpu()
+	t.Logf("%s: fed in %v; caller CPU %v, origin CPU %v", path, fed.Round(time.Millisecond),
+		(testpeer.CPUTime(c.Pid()) - c0).Round(time.Millisecond), (testpeer.CPUTime(l.Pid()) - o0).Round(time.Millisecond))
 	gb := float64(len(data)) / 1e9
 	rate := float64(len(data)) * 8 / time.Since(start).Seconds() / 1e6
 	s := ebpfSessions(t, cp)
@@ -97,4 +111,156 @@ func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePer
 		t.Logf("%s: origin got %d of %d bytes", path, len(got), len(data))
 	}
 	return (p1 - p0).Seconds() / gb, (w1 - w0).Seconds() / gb
+}
+
+// TestEBPFMeasureSessions is a measurement too (SRT_EBPF_MEASURE=1): the
+// cost per packet of one libsrt stream through the proxy with 10, 1,000
+// and 10,000 idle sessions (keepalives only) beside it, on the socket
+// and the ebpf path. Per packet is the CPU during the stream less the CPU
+// of an idle window as long, over the packets the stream's session
+// counted both ways: the proxy's, and the whole path's (both libsrt
+// peers, the proxy, ksoftirqd). SRT_EBPF_MEASURE_SESSIONS picks the
+// counts (default 10,1000,10000, the last bounded by the descriptor
+// limit).
+func TestEBPFMeasureSessions(t *testing.T) {
+	if os.Getenv("SRT_EBPF_MEASURE") == "" {
+		t.Skip("a measurement: set SRT_EBPF_MEASURE=1")
+	}
+	requireBPFTool(t)
+	// Each session holds two descriptors in the proxy: the hard limit
+	// (20,000 on the machine of docs/ebpf.md, without CAP_SYS_RESOURCE
+	// to raise it) bounds the count.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatalf("raising the descriptor limit: %v", err)
+	}
+	noFile = int(lim.Max)
+	counts := []int{10, 1000, min(10000, (noFile-2000)/2)}
+	if s := os.Getenv("SRT_EBPF_MEASURE_SESSIONS"); s != "" {
+		counts = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts = append(counts, n)
+		}
+	}
+	var report strings.Builder
+	for _, n := range counts {
+		for _, path := range []string{"socket", "ebpf"} {
+			t.Run(fmt.Sprintf("%s-%d", path, n), func(t *testing.T) {
+				proxy, whole := measurePerPacket(t, path, n)
+				fmt.Fprintf(&report, "%-6s %6d idle sessions: proxy %6.0f ns/packet, whole path %6.0f ns/packet\n", path, n, proxy, whole)
+			})
+		}
+	}
+	t.Log("\n" + report.String())
+}
+
+// noFile is the descriptor limit the child proxy gets.
+var noFile int
+
+func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs float64) {
+	tp := testpeer.NewTopology(t)
+	ko, err := loadharness.StartKeepaliveOriginOn(net.ParseIP(tp.OriginSide))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ko.Close()
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	h := map[string]any{
+		"data_path":          path,
+		"idle_timeout":       "120s",
+		"max_pending":        1000,
+		"max_pending_per_ip": 1000,
+		"routes": []any{
+			map[string]any{"resource": []string{"idle/*"}, "to": to(ko.Addr())},
+			map[string]any{"to": to(l.Addr)},
+		},
+	}
+	cp := tp.StartChildProxy(t, h, testpeer.ChildProxyOptions{Run: ebpfChild, NoFile: noFile})
+
+	callers := make([]*loadharness.KeepaliveCaller, idle)
+	defer func() {
+		for _, c := range callers {
+			if c != nil {
+				c.Close()
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	var failed atomic.Int32
+	for i := range callers {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, _, err := loadharness.DialKeepalive(cp.Addr, fmt.Sprintf("#!::r=idle/%d,m=publish", i), 5*time.Second)
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			callers[i] = c
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f > int32(idle/100) {
+		t.Fatalf("%d of %d idle sessions failed to connect", f, idle)
+	}
+
+	c := testpeer.StartSLTCaller(t, cp.Addr, "#!::r=live/measure,m=publish", testpeer.SLTOptions{})
+	if !c.Connected() {
+		t.Fatalf("not connected: %s", c.Stderr())
+	}
+	pids := append([]int{cp.Pid(), c.Pid(), l.Pid()}, testpeer.KsoftirqdPids()...)
+	cpu := func() (proxy, whole time.Duration) {
+		for i, pid := range pids {
+			d := testpeer.CPUTime(pid)
+			if i == 0 {
+				proxy = d
+			}
+			whole += d
+		}
+		return proxy, whole
+	}
+	const window = 5 * time.Second
+	data := interopPayload(int(window.Milliseconds()) * 95 / 10)
+	p0, w0 := cpu()
+	time.Sleep(window)
+	p1, w1 := cpu()
+	start := time.Now()
+	if err := c.Feed(data, 13160, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(interopSettle)
+	took := time.Since(start)
+	p2, w2 := cpu()
+	// The idle window scaled to the stream's length.
+	scale := float64(took) / float64(window)
+	proxyStream := float64(p2-p1) - scale*float64(p1-p0)
+	wholeStream := float64(w2-w1) - scale*float64(w1-w0)
+
+	var packets uint64
+	var kernel uint64
+	sessions := ebpfSessions(t, cp)
+	for _, s := range sessions {
+		if strings.HasPrefix(s.StreamID, "#!::r=live/measure") {
+			packets = s.FromCaller.Packets + s.FromUpstream.Packets
+			kernel = s.FromCaller.KernelPackets + s.FromUpstream.KernelPackets
+		}
+	}
+	if packets == 0 {
+		t.Fatalf("the stream's session is not among the %d live", len(sessions))
+	}
+	t.Logf("%s, %d idle (%d live): %d packets (%d in the kernel) in %v; proxy idle %v/%v, streaming %v",
+		path, idle, len(sessions), packets, kernel, took.Round(time.Millisecond), (p1 - p0).Round(time.Millisecond), window, (p2 - p1).Round(time.Millisecond))
+	_ = c.Stop()
+	return proxyStream / float64(packets), wholeStream / float64(packets)
 }

@@ -136,6 +136,9 @@ type ChildProxyOptions struct {
 	// DropCaps runs it with no capabilities at all (setpriv), as an
 	// unprivileged Caddy would be.
 	DropCaps bool
+	// NoFile raises the proxy's descriptor limit (prlimit), for many
+	// sessions: two sockets each.
+	NoFile int
 }
 
 // childConfigEnv tells the test binary, run again, that it is the proxy
@@ -157,6 +160,9 @@ func (tp *Topology) StartChildProxy(t *testing.T, handler map[string]any, o Chil
 	}
 	t.Setenv(childConfigEnv, cfg)
 	args := []string{"netns", "exec", tp.NS}
+	if o.NoFile > 0 {
+		args = append(args, "prlimit", "--nofile="+strconv.Itoa(o.NoFile), "--")
+	}
 	if o.DropCaps {
 		args = append(args, "setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--")
 	}
