@@ -63,6 +63,11 @@ var state struct {
 	gen     uint64 // counts loads, so a stale Entry cannot touch a newer map
 	links   map[int]*ifaceLink
 	entries int
+	// snap is the map as last read whole, at snapAt; snapErr is why the
+	// kernel would not read it in batches.
+	snap    map[srtpathFlowKey]srtpathFlowVal
+	snapAt  time.Time
+	snapErr error
 }
 
 type ifaceLink struct {
@@ -135,20 +140,36 @@ func Install(f Flow) (*Entry, error) {
 }
 
 // Counts reads what the program forwarded from the caller and from the
-// origin.
+// origin, as of at most snapshotMaxAge ago.
 func (e *Entry) Counts() (fromCaller, fromOrigin Counts) {
 	state.mu.Lock()
 	defer state.mu.Unlock()
 	if state.objs == nil || state.gen != e.gen {
 		return Counts{}, Counts{}
 	}
+	return e.countsLocked(false)
+}
+
+// countsLocked reads the entry's counts from the snapshot, or from the
+// map itself when fresh or when the snapshot cannot be taken.
+func (e *Entry) countsLocked(fresh bool) (fromCaller, fromOrigin Counts) {
 	var c [2]Counts
+	if !fresh {
+		fresh = !snapshotLocked()
+	}
 	mono := monotonic()
 	now := time.Now()
 	for i, k := range e.keys {
 		var v srtpathFlowVal
-		if err := state.objs.SrtFlows.Lookup(&k, &v); err != nil {
-			continue
+		if fresh {
+			if err := state.objs.SrtFlows.Lookup(&k, &v); err != nil {
+				continue
+			}
+		} else {
+			var ok bool
+			if v, ok = state.snap[k]; !ok {
+				continue
+			}
 		}
 		c[i] = Counts{Packets: v.Packets, Bytes: v.Bytes, HaveACK: v.Acks != 0,
 			ACK: wire.ACK{RTT: v.AckRtt, RTTVar: v.AckRttVar, PacketRate: v.AckPacketRate,
@@ -160,16 +181,53 @@ func (e *Entry) Counts() (fromCaller, fromOrigin Counts) {
 	return c[0], c[1]
 }
 
-// Remove takes the flow out of the map: its datagrams go to the
-// session's sockets again. When it was the process's last flow, the
-// program is detached everywhere and unloaded.
-func (e *Entry) Remove() {
+// snapshotMaxAge is how stale the counts of a flow may be: each session's
+// idle check and the admin API read them, and one batched read of the
+// whole map serves them all, rather than a lookup per session and check
+// (which grew with the number of sessions).
+const snapshotMaxAge = 250 * time.Millisecond
+
+// snapshotLocked makes sure state.snap is recent, reading the map in
+// batches. It reports false if the kernel refuses batch reads.
+func snapshotLocked() bool {
+	if state.snapErr != nil {
+		return false
+	}
+	if state.snap != nil && time.Since(state.snapAt) < snapshotMaxAge {
+		return true
+	}
+	snap := make(map[srtpathFlowKey]srtpathFlowVal, 2*state.entries)
+	keys := make([]srtpathFlowKey, 1024)
+	vals := make([]srtpathFlowVal, 1024)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := state.objs.SrtFlows.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			snap[keys[i]] = vals[i]
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			state.snapErr = err
+			return false
+		}
+	}
+	state.snap, state.snapAt = snap, time.Now()
+	return true
+}
+
+// Remove takes the flow out of the map and returns its final counts: its
+// datagrams go to the session's sockets again. When it was the process's
+// last flow, the program is detached everywhere and unloaded.
+func (e *Entry) Remove() (fromCaller, fromOrigin Counts) {
 	e.once.Do(func() {
 		state.mu.Lock()
 		defer state.mu.Unlock()
 		if state.objs == nil || state.gen != e.gen {
 			return // Close came first
 		}
+		fromCaller, fromOrigin = e.countsLocked(true)
 		for _, k := range e.keys {
 			_ = state.objs.SrtFlows.Delete(&k)
 		}
@@ -179,6 +237,7 @@ func (e *Entry) Remove() {
 		state.entries--
 		unloadIfIdleLocked()
 	})
+	return fromCaller, fromOrigin
 }
 
 // Close detaches the program from every interface and unloads it and its
@@ -266,6 +325,7 @@ func closeLocked() error {
 	errs = append(errs, state.objs.Close())
 	state.objs = nil
 	state.entries = 0
+	state.snap = nil
 	return errors.Join(errs...)
 }
 

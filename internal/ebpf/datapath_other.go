@@ -37,7 +37,7 @@ func Install(Flow) (*Entry, error) { return nil, ErrRefused }
 func (*Entry) Counts() (Counts, Counts) { return Counts{}, Counts{} }
 
 // Remove does nothing.
-func (*Entry) Remove() {}
+func (*Entry) Remove() (Counts, Counts) { return Counts{}, Counts{} }
 
 // Close does nothing.
 func Close() error { return nil }

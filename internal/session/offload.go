@@ -60,7 +60,7 @@ func (s *Session) startOffload(link Link) {
 	s.offload.mu.Lock()
 	defer s.offload.mu.Unlock()
 	if s.offload.ended {
-		e.Remove()
+		_, _ = e.Remove()
 		return
 	}
 	s.offload.entry = e
@@ -82,8 +82,7 @@ func (s *Session) endOffload() {
 	if o.entry == nil {
 		return
 	}
-	fc, fu := o.entry.Counts()
-	o.entry.Remove()
+	fc, fu := o.entry.Remove()
 	o.entry = nil
 	s.fromCaller.packets.Add(fc.Packets)
 	s.fromCaller.bytes.Add(fc.Bytes)
