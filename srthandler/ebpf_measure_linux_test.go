@@ -215,6 +215,23 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 		t.Fatalf("%d of %d idle sessions failed to connect", f, idle)
 	}
 
+	if prof := os.Getenv("SRT_EBPF_MEASURE_PROFILE"); prof != "" {
+		var offloaded int
+		for _, s := range ebpfSessions(t, cp) {
+			if s.DataPath == "ebpf" {
+				offloaded++
+			}
+		}
+		b, err := cp.Get("/debug/pprof/profile?seconds=3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := fmt.Sprintf("%s-%s-%d.pprof", prof, path, idle)
+		if err := os.WriteFile(f, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d of %d sessions offloaded; idle profile in %s", offloaded, idle, f)
+	}
 	c := testpeer.StartSLTCaller(t, cp.Addr, "#!::r=live/measure,m=publish", testpeer.SLTOptions{})
 	if !c.Connected() {
 		t.Fatalf("not connected: %s", c.Stderr())
