@@ -65,9 +65,11 @@ var state struct {
 	entries int
 	// snap is the map as last read whole, at snapAt; snapErr is why the
 	// kernel would not read it in batches.
-	snap    map[srtpathFlowKey]srtpathFlowVal
-	snapAt  time.Time
-	snapErr error
+	snap      map[srtpathFlowKey]srtpathFlowVal
+	snapAt    time.Time
+	snapErr   error
+	batchKeys []srtpathFlowKey
+	batchVals []srtpathFlowVal
 }
 
 type ifaceLink struct {
@@ -193,12 +195,17 @@ func snapshotLocked() bool {
 	if state.snapErr != nil {
 		return false
 	}
-	if state.snap != nil && time.Since(state.snapAt) < snapshotMaxAge {
+	if state.snap != nil && !state.snapAt.IsZero() && time.Since(state.snapAt) < snapshotMaxAge {
 		return true
 	}
-	snap := make(map[srtpathFlowKey]srtpathFlowVal, 2*state.entries)
-	keys := make([]srtpathFlowKey, 1024)
-	vals := make([]srtpathFlowVal, 1024)
+	// Reused: at rest the refresh allocates nothing.
+	if state.snap == nil {
+		state.snap = make(map[srtpathFlowKey]srtpathFlowVal, 2*state.entries)
+		state.batchKeys = make([]srtpathFlowKey, 1024)
+		state.batchVals = make([]srtpathFlowVal, 1024)
+	}
+	snap, keys, vals := state.snap, state.batchKeys, state.batchVals
+	clear(snap)
 	var cursor ebpf.MapBatchCursor
 	for {
 		n, err := state.objs.SrtFlows.BatchLookup(&cursor, keys, vals, nil)
@@ -210,10 +217,11 @@ func snapshotLocked() bool {
 		}
 		if err != nil {
 			state.snapErr = err
+			state.snapAt = time.Time{}
 			return false
 		}
 	}
-	state.snap, state.snapAt = snap, time.Now()
+	state.snapAt = time.Now()
 	return true
 }
 
@@ -290,7 +298,12 @@ func attachLocked(ifindex int) error {
 		Attach:    ebpf.AttachTCXIngress,
 	})
 	if err != nil {
-		return fmt.Errorf("%w: attaching to interface %d (TCX ingress, Linux 6.6 or later): %w", ErrRefused, ifindex, err)
+		err = fmt.Errorf("%w: attaching to interface %d (TCX ingress, Linux 6.6 or later): %w", ErrRefused, ifindex, err)
+		// No capability, no TCX: no interface will do better.
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, ebpf.ErrNotSupported) {
+			state.refused = err
+		}
+		return err
 	}
 	state.links[ifindex] = &ifaceLink{l: l, refs: 1}
 	return nil
@@ -325,7 +338,7 @@ func closeLocked() error {
 	errs = append(errs, state.objs.Close())
 	state.objs = nil
 	state.entries = 0
-	state.snap = nil
+	state.snap, state.snapAt = nil, time.Time{}
 	return errors.Join(errs...)
 }
 
