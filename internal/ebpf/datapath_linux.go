@@ -157,7 +157,7 @@ func (e *Entry) Counts() (fromCaller, fromOrigin Counts) {
 func (e *Entry) countsLocked(fresh bool) (fromCaller, fromOrigin Counts) {
 	var c [2]Counts
 	if !fresh {
-		fresh = !snapshotLocked()
+		fresh = state.entries < snapshotFrom || !snapshotLocked()
 	}
 	mono := monotonic()
 	now := time.Now()
@@ -188,6 +188,12 @@ func (e *Entry) countsLocked(fresh bool) (fromCaller, fromOrigin Counts) {
 // whole map serves them all, rather than a lookup per session and check
 // (which grew with the number of sessions).
 const snapshotMaxAge = 250 * time.Millisecond
+
+// snapshotFrom is the number of sessions from which a batched read of the
+// whole map beats a lookup per session and check: the kernel walks every
+// bucket of the map (max_entries) whatever the number of entries, about
+// as long as a few hundred single lookups.
+const snapshotFrom = 256
 
 // snapshotLocked makes sure state.snap is recent, reading the map in
 // batches. It reports false if the kernel refuses batch reads.

@@ -81,15 +81,17 @@ func NewTopology(t testing.TB) *Topology {
 	n := topologies.Add(1)
 	pid := os.Getpid()
 	id := fmt.Sprintf("%d%d", pid%100000, n)
-	// Subnets unlikely to meet another test's: from the process id.
-	net2 := 16 + pid%16
-	net3 := int((uint32(pid/16)*8 + n*2) % 250)
+	// Subnets of the benchmarking range (198.18.0.0/15, RFC 2544), which
+	// no real network uses, chosen from the process id so that another
+	// test binary's do not meet them.
+	net2 := 18 + pid%2
+	net3 := int((uint32(pid/2)*8 + n*2) % 250)
 	tp := &Topology{
 		NS:              "srtp" + id,
-		ProxyCallerSide: fmt.Sprintf("172.%d.%d.1", net2, net3),
-		CallerSide:      fmt.Sprintf("172.%d.%d.2", net2, net3),
-		ProxyOriginSide: fmt.Sprintf("172.%d.%d.1", net2, net3+1),
-		OriginSide:      fmt.Sprintf("172.%d.%d.2", net2, net3+1),
+		ProxyCallerSide: fmt.Sprintf("198.%d.%d.1", net2, net3),
+		CallerSide:      fmt.Sprintf("198.%d.%d.2", net2, net3),
+		ProxyOriginSide: fmt.Sprintf("198.%d.%d.1", net2, net3+1),
+		OriginSide:      fmt.Sprintf("198.%d.%d.2", net2, net3+1),
 		ProxyIfaces:     [2]string{"pc" + id, "po" + id},
 	}
 	hostIfaces := [2]string{"hc" + id, "ho" + id}
