@@ -19,8 +19,9 @@ import (
 
 // TestEBPFMeasure is a measurement, not a test: with SRT_EBPF_MEASURE=1
 // it sends one ~100 Mbit/s libsrt stream through the proxy on the socket
-// path (batched and not) and on the ebpf path (three rounds each, in the netns topology of
-// the ebpf tests) and logs CPU seconds per GB: the proxy's, and the whole
+// path (batched and not), on the ebpf path and direct (three rounds each,
+// in the netns topology of the ebpf tests, the origin in a namespace of its
+// own) and logs CPU seconds per GB: the proxy's, and the whole
 // path's (both libsrt peers, the proxy, ksoftirqd; the scheduler's
 // accounting). docs/ebpf.md has the figures.
 //
@@ -55,14 +56,31 @@ func TestEBPFMeasure(t *testing.T) {
 		slices.Sort(whole)
 		fmt.Fprintf(&report, "%-16s proxy CPU-s/GB %v (median %.2f)  whole path %v (median %.2f)\n", path, proxy, median(proxy), whole, median(whole))
 	}
+	direct := median(wholeOf(results["direct"]))
+	for _, path := range []string{"socket-unbatched", "ebpf"} {
+		beyond := median(wholeOf(results[path])) - direct
+		fmt.Fprintf(&report, "%-16s whole path beyond direct: %.2f CPU-s/GB, %.2fx the socket path's\n", path,
+			beyond, beyond/(median(wholeOf(results["socket"]))-direct))
+	}
 	t.Log("\n" + report.String())
 }
 
-// measurePaths are the paths TestEBPFMeasure compares: socket-unbatched
+func wholeOf(rs [][2]float64) []float64 {
+	var out []float64
+	for _, r := range rs {
+		out = append(out, r[1])
+	}
+	slices.Sort(out)
+	return out
+}
+
+// measurePaths are the paths TestEBPFMeasure compares: direct is the
+// caller dialling the origin through the proxy's namespace as a plain
+// router (same interfaces, no proxy); socket-unbatched
 // is the socket path with batch_window off, which adds as little delay as
 // the ebpf path; libsrt's caller then takes its input more slowly (the
 // same happens on the ebpf path), so it compares at the same stream rate.
-var measurePaths = []string{"socket", "socket-unbatched", "ebpf"}
+var measurePaths = []string{"direct", "socket", "socket-unbatched", "ebpf"}
 
 func median(v []float64) float64 {
 	if len(v) == 0 {
@@ -72,21 +90,32 @@ func median(v []float64) float64 {
 }
 
 func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePerGB float64) {
-	tp := testpeer.NewTopology(t)
-	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
-	h := ebpfHandler(l.Addr)
-	h["data_path"] = path
-	if path == "socket-unbatched" {
-		h["data_path"], h["batch_window"] = "socket", -1
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
+	target := l.Addr
+	var cp *testpeer.ChildProxy
+	if path != "direct" {
+		h := ebpfHandler(l.Addr)
+		h["data_path"] = path
+		if path == "socket-unbatched" {
+			h["data_path"], h["batch_window"] = "socket", -1
+		}
+		cp = tp.StartChildProxy(t, h, testpeer.ChildProxyOptions{Run: ebpfChild})
+		target = cp.Addr
 	}
-	cp := tp.StartChildProxy(t, h, testpeer.ChildProxyOptions{Run: ebpfChild})
-	c := testpeer.StartSLTCaller(t, cp.Addr, "#!::r=live/measure,m=publish", testpeer.SLTOptions{})
+	c := testpeer.StartSLTCaller(t, target, "#!::r=live/measure,m=publish", testpeer.SLTOptions{})
 	if !c.Connected() {
 		t.Fatalf("not connected: %s", c.Stderr())
 	}
-	pids := append([]int{cp.Pid(), c.Pid(), l.Pid()}, testpeer.KsoftirqdPids()...)
+	pids := append([]int{0, c.Pid(), l.Pid()}, testpeer.KsoftirqdPids()...)
+	if cp != nil {
+		pids[0] = cp.Pid()
+	}
 	cpu := func() (proxy, whole time.Duration) {
 		for i, pid := range pids {
+			if pid == 0 {
+				continue
+			}
 			d := testpeer.CPUTime(pid)
 			if i == 0 {
 				proxy = d
@@ -108,12 +137,16 @@ func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePer
 		(testpeer.CPUTime(c.Pid()) - c0).Round(time.Millisecond), (testpeer.CPUTime(l.Pid()) - o0).Round(time.Millisecond))
 	gb := float64(len(data)) / 1e9
 	rate := float64(len(data)) * 8 / time.Since(start).Seconds() / 1e6
-	s := ebpfSessions(t, cp)
-	if len(s) != 1 {
-		t.Fatalf("%d sessions", len(s))
+	if cp != nil {
+		s := ebpfSessions(t, cp)
+		if len(s) != 1 {
+			t.Fatalf("%d sessions", len(s))
+		}
+		t.Logf("%s: %.0f Mbit/s, %d packets from the caller (%d in the kernel); proxy %v, whole path %v",
+			path, rate, s[0].FromCaller.Packets, s[0].FromCaller.KernelPackets, p1-p0, w1-w0)
+	} else {
+		t.Logf("%s: %.0f Mbit/s; whole path %v", path, rate, w1-w0)
 	}
-	t.Logf("%s: %.0f Mbit/s, %d packets from the caller (%d in the kernel); proxy %v, whole path %v",
-		path, rate, s[0].FromCaller.Packets, s[0].FromCaller.KernelPackets, p1-p0, w1-w0)
 	_ = c.Stop()
 	got := l.Finish(5 * time.Second)
 	if len(got) != len(data) {

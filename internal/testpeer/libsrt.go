@@ -420,6 +420,8 @@ type SLTOptions struct {
 	Latency time.Duration
 	// Host is the address a listener binds (default 127.0.0.1).
 	Host string
+	// Netns runs a listener in that network namespace (ip netns exec).
+	Netns string
 }
 
 // sltLifetime is srt-live-transmit's own exit timer: a safety net should
@@ -463,7 +465,12 @@ func StartSLTListener(t testing.TB, o SLTOptions) *SLTListener {
 	for attempt := 1; ; attempt++ {
 		port := FreeUDPPort(t)
 		l := &SLTListener{Addr: net.JoinHostPort(host, strconv.Itoa(port))}
-		l.Process = startProcess(t, false, &l.out, bin, "-v", sltLifetime, "-a:no", sltURI(host, port, q), "file://con")
+		args := []string{"-v", sltLifetime, "-a:no", sltURI(host, port, q), "file://con"}
+		prog := bin
+		if o.Netns != "" {
+			prog, args = "ip", append([]string{"netns", "exec", o.Netns, bin}, args...)
+		}
+		l.Process = startProcess(t, false, &l.out, prog, args...)
 		err := waitSRTListener(l.Addr, 5*time.Second, l.Exited)
 		if err == nil {
 			return l

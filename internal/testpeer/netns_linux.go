@@ -69,6 +69,9 @@ type Topology struct {
 	// ProxyIfaces are the proxy's ends of the two links (caller side,
 	// origin side), as named in NS.
 	ProxyIfaces [2]string
+	// OriginNS, when set (NewRoutedTopology), is the origins' namespace:
+	// run them there (SLTOptions.Netns).
+	OriginNS string
 }
 
 var topologies atomic.Uint32
@@ -76,6 +79,20 @@ var topologies atomic.Uint32
 // NewTopology makes the namespace and the links; t.Cleanup removes them
 // (deleting the namespace deletes the veth pairs).
 func NewTopology(t testing.TB) *Topology {
+	t.Helper()
+	return newTopology(t, false)
+}
+
+// NewRoutedTopology is NewTopology with the origins in a namespace of
+// their own (OriginNS) behind the proxy's, which also routes between the
+// two: callers can reach an origin directly, through the same interfaces
+// as through the proxy, which is what a "direct" baseline needs.
+func NewRoutedTopology(t testing.TB) *Topology {
+	t.Helper()
+	return newTopology(t, true)
+}
+
+func newTopology(t testing.TB, routed bool) *Topology {
 	t.Helper()
 	RequirePrivileged(t)
 	n := topologies.Add(1)
@@ -105,12 +122,30 @@ func NewTopology(t testing.TB) *Topology {
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", tp.NS).Run() })
 	run("-n", tp.NS, "link", "set", "lo", "up")
 	ends := [2][2]string{{tp.ProxyCallerSide, tp.CallerSide}, {tp.ProxyOriginSide, tp.OriginSide}}
-	for i := range 2 {
+	links := 2
+	if routed {
+		links = 1
+		tp.OriginNS = "srto" + id
+		run("netns", "add", tp.OriginNS)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", tp.OriginNS).Run() })
+		run("-n", tp.OriginNS, "link", "set", "lo", "up")
+		run("-n", tp.NS, "link", "add", tp.ProxyIfaces[1], "type", "veth", "peer", "name", "oo"+id, "netns", tp.OriginNS)
+		run("-n", tp.NS, "addr", "add", tp.ProxyOriginSide+"/24", "dev", tp.ProxyIfaces[1])
+		run("-n", tp.NS, "link", "set", tp.ProxyIfaces[1], "up")
+		run("-n", tp.OriginNS, "addr", "add", tp.OriginSide+"/24", "dev", "oo"+id)
+		run("-n", tp.OriginNS, "link", "set", "oo"+id, "up")
+		run("-n", tp.OriginNS, "route", "add", "default", "via", tp.ProxyOriginSide)
+		run("netns", "exec", tp.NS, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	}
+	for i := range links {
 		run("link", "add", hostIfaces[i], "type", "veth", "peer", "name", tp.ProxyIfaces[i], "netns", tp.NS)
 		run("-n", tp.NS, "addr", "add", ends[i][0]+"/24", "dev", tp.ProxyIfaces[i])
 		run("-n", tp.NS, "link", "set", tp.ProxyIfaces[i], "up")
 		run("addr", "add", ends[i][1]+"/24", "dev", hostIfaces[i])
 		run("link", "set", hostIfaces[i], "up")
+	}
+	if routed {
+		run("route", "add", tp.OriginSide+"/32", "via", tp.ProxyCallerSide)
 	}
 	return tp
 }
