@@ -1,9 +1,11 @@
 package srthandler_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,6 +58,11 @@ func TestEBPFMeasure(t *testing.T) {
 		slices.Sort(whole)
 		fmt.Fprintf(&report, "%-16s proxy CPU-s/GB %v (median %.2f)  whole path %v (median %.2f)\n", path, proxy, median(proxy), whole, median(whole))
 	}
+	for _, path := range measurePaths {
+		r := slices.Clone(rttMicros[path])
+		slices.Sort(r)
+		fmt.Fprintf(&report, "%-16s libsrt RTT, us: %.0f (median of the rounds' medians)\n", path, median(r))
+	}
 	direct := median(wholeOf(results["direct"]))
 	for _, path := range []string{"socket-unbatched", "ebpf"} {
 		beyond := median(wholeOf(results[path])) - direct
@@ -103,7 +110,9 @@ func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePer
 		cp = tp.StartChildProxy(t, h, testpeer.ChildProxyOptions{Run: ebpfChild})
 		target = cp.Addr
 	}
-	c := testpeer.StartSLTCaller(t, target, "#!::r=live/measure,m=publish", testpeer.SLTOptions{})
+	stats := filepath.Join(t.TempDir(), "stats.json")
+	c := testpeer.StartSLTCaller(t, target, "#!::r=live/measure,m=publish",
+		testpeer.SLTOptions{StatsFile: stats, StatsEvery: 200 * time.Millisecond})
 	if !c.Connected() {
 		t.Fatalf("not connected: %s", c.Stderr())
 	}
@@ -152,7 +161,42 @@ func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePer
 	if len(got) != len(data) {
 		t.Logf("%s: origin got %d of %d bytes", path, len(got), len(data))
 	}
+	rtts := sltRTTs(t, stats)
+	rttMicros[path] = append(rttMicros[path], median(rtts))
+	t.Logf("%s: libsrt's RTT, median of %d reports: %.0f us", path, len(rtts), median(rtts))
 	return (p1 - p0).Seconds() / gb, (w1 - w0).Seconds() / gb
+}
+
+// rttMicros collects, per path, the median of libsrt's RTT estimate over
+// each round, in microseconds.
+var rttMicros = map[string][]float64{}
+
+// sltRTTs reads the RTT (link.rtt, milliseconds) of every statistics
+// report srt-live-transmit wrote, in microseconds, sorted.
+func sltRTTs(t *testing.T, file string) []float64 {
+	f, err := os.Open(file)
+	if err != nil {
+		t.Logf("no statistics: %v", err)
+		return nil
+	}
+	defer f.Close()
+	var out []float64
+	dec := json.NewDecoder(f)
+	for {
+		var r struct {
+			Link struct {
+				RTT float64 `json:"rtt"`
+			} `json:"link"`
+		}
+		if err := dec.Decode(&r); err != nil {
+			break
+		}
+		if r.Link.RTT > 0 {
+			out = append(out, r.Link.RTT*1000)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // TestEBPFMeasureSessions is a measurement too (SRT_EBPF_MEASURE=1): the

@@ -422,6 +422,10 @@ type SLTOptions struct {
 	Host string
 	// Netns runs a listener in that network namespace (ip netns exec).
 	Netns string
+	// StatsFile has a caller write libsrt's statistics there, as JSON,
+	// every StatsEvery (default 1 s).
+	StatsFile  string
+	StatsEvery time.Duration
 }
 
 // sltLifetime is srt-live-transmit's own exit timer: a safety net should
@@ -525,7 +529,15 @@ func StartSLTCaller(t testing.TB, addr, streamID string, o SLTOptions) *SLTCalle
 	c := &SLTCaller{}
 	// -chunk:1316 makes every read of standard input one SRT packet of at
 	// most 1316 bytes (seven TS packets).
-	c.Process = startProcess(t, true, io.Discard, bin, "-v", sltLifetime, "-a:no", "-chunk:1316", "file://con", target)
+	args := []string{"-v", sltLifetime, "-a:no", "-chunk:1316"}
+	if o.StatsFile != "" {
+		every := o.StatsEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		args = append(args, "-s:"+strconv.FormatInt(every.Milliseconds(), 10), "-pf:json", "-statsout:"+o.StatsFile)
+	}
+	c.Process = startProcess(t, true, io.Discard, bin, append(args, "file://con", target)...)
 	c.waitStderr("SRT target connected", 5*time.Second)
 	return c
 }
