@@ -12,10 +12,11 @@ import (
 )
 
 // The ebpf data path: a session relayed by the reactor (or goroutines)
-// whose data packets, keepalives and ACKACKs the kernel forwards instead
-// (internal/ebpf). Whatever the program leaves to the stack reaches the
-// session's sockets and is relayed as on the socket path, so a session
-// stays whole if its flow is never installed or is taken out early.
+// whose data packets, keepalives, ACKs and ACKACKs the kernel forwards
+// instead (internal/ebpf). Whatever the program leaves to the stack
+// reaches the session's sockets and is relayed as on the socket path, so
+// a session stays whole if its flow is never installed or is taken out
+// early.
 
 // offload is a session's flow in the kernel.
 type offload struct {

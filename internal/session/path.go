@@ -16,8 +16,8 @@ const (
 	// PathReactor is PathSocket relayed by the process's shared reactor
 	// (epoll, recvmmsg/sendmmsg): no goroutine and no buffer per session.
 	PathReactor
-	// PathEBPF is PathReactor with the session's data packets, keepalives
-	// and ACKACKs forwarded in the kernel (see offload.go): the relay
+	// PathEBPF is PathReactor with the session's data packets, keepalives,
+	// ACKs and ACKACKs forwarded in the kernel (see offload.go): the relay
 	// sees only the control packets the program leaves to it.
 	PathEBPF
 )
