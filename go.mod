@@ -4,6 +4,7 @@ go 1.25.1
 
 require (
 	github.com/caddyserver/caddy/v2 v2.11.4
+	github.com/cilium/ebpf v0.22.0
 	github.com/datarhei/gosrt v0.11.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/mholt/caddy-l4 v0.1.2

@@ -98,6 +98,9 @@ type DirectionView struct {
 	// LastPacketAgeSeconds is how long ago the last datagram passed, to
 	// the precision of the idle check (at most a second).
 	LastPacketAgeSeconds float64 `json:"last_packet_age_seconds"`
+	// KernelPackets is how many of Packets the ebpf data path forwarded
+	// in the kernel; the relay saw the rest.
+	KernelPackets uint64 `json:"kernel_packets,omitempty"`
 }
 
 // LinkView is read passively from the last full ACK one side sent.
@@ -135,9 +138,9 @@ func viewOf(s *session.Session, now time.Time) SessionView {
 		AgeSeconds:     now.Sub(s.Started).Seconds(),
 		DataPath:       s.Path().DataPath(),
 		FromCaller: DirectionView{Packets: st.FromCaller, Bytes: st.FromCallerBytes,
-			LastPacketAgeSeconds: max(0, now.Sub(st.LastCaller).Seconds())},
+			LastPacketAgeSeconds: max(0, now.Sub(st.LastCaller).Seconds()), KernelPackets: st.KernelFromCaller},
 		FromUpstream: DirectionView{Packets: st.FromUpstream, Bytes: st.FromUpstreamBytes,
-			LastPacketAgeSeconds: max(0, now.Sub(st.LastUpstream).Seconds())},
+			LastPacketAgeSeconds: max(0, now.Sub(st.LastUpstream).Seconds()), KernelPackets: st.KernelFromUpstream},
 		UpstreamView: linkView(st.UpstreamACK, st.HaveUpstreamACK),
 		CallerView:   linkView(st.CallerACK, st.HaveCallerACK),
 	}

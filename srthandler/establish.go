@@ -28,10 +28,10 @@ type callerLink struct {
 // of other callers that the socket caught in the instant between its bind
 // and its connect are served as the listener would have.
 func (h *Handler) openCallerLink(cx *layer4.Connection, caller netip.AddrPort, log *zap.Logger) callerLink {
-	if h.DataPath != "listener" {
+	if want := h.wantPath(); want != session.PathListener {
 		conn, caught, err := session.DialFrom(cx.LocalAddr(), caller)
 		if err == nil {
-			cl := callerLink{link: conn, path: session.PathSocket}
+			cl := callerLink{link: conn, path: want}
 			for _, st := range caught {
 				if st.From == caller {
 					cl.early = append(cl.early, st.Data)

@@ -52,7 +52,7 @@ const pendingBuf = 2048
 //		handshake_timeout <duration>   # default 2s
 //		idle_timeout      <duration>   # default 30s
 //		grace_period      <duration>   # on process stop; default 0
-//		data_path         socket|listener
+//		data_path         socket|ebpf|auto|listener
 //		batch_window      <duration>|off # default 2ms
 //		health_interval   <duration>   # active SRT checks; off by default
 //		health_timeout    <duration>   # default 1s
@@ -94,7 +94,12 @@ type Handler struct {
 	// DataPath is "socket" (default): each session gets a UDP socket of its
 	// own, connected to the caller; or "listener": sessions relay through
 	// the caddy-l4 connection they came in on (slower; for systems where
-	// the socket cannot be made, and for testing that path).
+	// the socket cannot be made, and for testing that path); or "ebpf":
+	// the socket path, with each established session's data packets
+	// forwarded in the kernel by a TC program (docs/ebpf.md), where the
+	// program loads and attaches, else the socket path; or "auto": ebpf
+	// where it loads, else a path whose cost does not grow with sessions
+	// (socket on Linux 6.13+, else listener), logged once.
 	DataPath string `json:"data_path,omitempty"`
 	// BatchWindow is how long, at most, the socket data path may hold a
 	// datagram so that one wake-up relays several: only while datagrams
@@ -206,9 +211,9 @@ func (h *Handler) Validate() error {
 		return err
 	}
 	switch h.DataPath {
-	case "", "socket", "listener":
+	case "", "socket", "listener", "ebpf", "auto":
 	default:
-		return fmt.Errorf("srt: data_path %q: want socket or listener", h.DataPath)
+		return fmt.Errorf("srt: data_path %q: want socket, ebpf, auto or listener", h.DataPath)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/srtroute/caddy-l4-srt/internal/ebpf"
 	"github.com/srtroute/caddy-l4-srt/internal/handshake"
 	"github.com/srtroute/caddy-l4-srt/internal/session"
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
@@ -111,8 +112,14 @@ func endAllSessions(log *zap.Logger) {
 // Caddy's process-exit hook does, with no grace period.
 func init() {
 	caddy.OnExit(func(context.Context) {
+		log := caddy.Log().Named("layer4.handlers.srt")
 		if session.Default.Len() > 0 {
-			endAllSessions(caddy.Log().Named("layer4.handlers.srt"))
+			endAllSessions(log)
+		}
+		// The ebpf path unloads with its last session; this detaches what
+		// a session that did not close in time left attached.
+		if err := ebpf.Close(); err != nil {
+			log.Warn("detaching the ebpf data path", zap.Error(err))
 		}
 	})
 }

@@ -48,7 +48,12 @@ type keepalivePeer struct {
 
 // StartKeepaliveOrigin listens on a free port of 127.0.0.1.
 func StartKeepaliveOrigin() (*KeepaliveOrigin, error) {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return StartKeepaliveOriginOn(net.IPv4(127, 0, 0, 1))
+}
+
+// StartKeepaliveOriginOn listens on a free port of ip.
+func StartKeepaliveOriginOn(ip net.IP) (*KeepaliveOrigin, error) {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 	if err != nil {
 		return nil, err
 	}

@@ -125,6 +125,9 @@ func (p *Process) Stop() error {
 	return p.err
 }
 
+// Signal sends the process (its group, with Group) sig.
+func (p *Process) Signal(sig syscall.Signal) { p.signal(sig) }
+
 // Kill ends the process (its group, with Group) with SIGKILL, so that it
 // cleans nothing up, and waits for it.
 func (p *Process) Kill() {

@@ -1,8 +1,8 @@
 package session
 
 // Path is how a session's datagrams travel between its caller and the
-// proxy. The handler asks for PathSocket or PathListener (its data_path
-// option); Session.Start decides, once, what the session gets.
+// proxy. The handler asks for PathSocket, PathEBPF or PathListener (its
+// data_path option); Session.Start decides, once, what the session gets.
 type Path uint8
 
 const (
@@ -16,6 +16,10 @@ const (
 	// PathReactor is PathSocket relayed by the process's shared reactor
 	// (epoll, recvmmsg/sendmmsg): no goroutine and no buffer per session.
 	PathReactor
+	// PathEBPF is PathReactor with the session's data packets, keepalives,
+	// ACKs and ACKACKs forwarded in the kernel (see offload.go): the relay
+	// sees only the control packets the program leaves to it.
+	PathEBPF
 )
 
 // OwnSocket reports whether the caller's datagrams reach the session on a
@@ -24,6 +28,9 @@ func (p Path) OwnSocket() bool { return p != PathListener }
 
 // DataPath is the data_path option value that gives this path.
 func (p Path) DataPath() string {
+	if p == PathEBPF {
+		return "ebpf"
+	}
 	if p.OwnSocket() {
 		return "socket"
 	}
@@ -31,13 +38,15 @@ func (p Path) DataPath() string {
 }
 
 // String names the path as logs and the admin API show it: listener,
-// socket or reactor.
+// socket, reactor or ebpf.
 func (p Path) String() string {
 	switch p {
 	case PathSocket:
 		return "socket"
 	case PathReactor:
 		return "reactor"
+	case PathEBPF:
+		return "ebpf"
 	}
 	return "listener"
 }

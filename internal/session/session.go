@@ -96,6 +96,9 @@ type Config struct {
 type Stats struct {
 	FromCaller, FromUpstream           uint64 // packets
 	FromCallerBytes, FromUpstreamBytes uint64
+	// KernelFromCaller and KernelFromUpstream are the packets of those
+	// the ebpf data path forwarded in the kernel: the rest the relay did.
+	KernelFromCaller, KernelFromUpstream uint64
 	// LastCaller and LastUpstream are the times traffic was last seen each
 	// way, to the precision of the idle check.
 	LastCaller, LastUpstream time.Time
@@ -127,6 +130,7 @@ type Session struct {
 
 	fromCaller, fromUpstream counter
 	dropped                  atomic.Uint64 // control packets the guard refused
+	offload                  offload
 	callerACK, upstreamACK   linkStats
 	lastCaller, lastUpstream atomic.Int64 // unix nanoseconds, set by the idle check
 	refusedSince             atomic.Int64 // unix nanoseconds of an unconfirmed refusal (origin.go)
@@ -222,6 +226,10 @@ func (s *Session) Start(reg *Registry, link Link, want Path) error {
 			s.Logger.Debug("sending conclusion response to caller", zap.String("session", s.ID), zap.Error(err))
 		}
 	}
+	if want == PathEBPF {
+		// Only now: nothing from the upstream may overtake the response.
+		s.startOffload(link)
+	}
 	s.armWatchdog()
 	switch s.path {
 	case PathReactor:
@@ -246,7 +254,12 @@ func (s *Session) Start(reg *Registry, link Link, want Path) error {
 func (s *Session) Key() Key { return Key{Listener: s.Listener, Caller: s.Caller} }
 
 // Path says how the session relays, as Start decided it.
-func (s *Session) Path() Path { return s.path }
+func (s *Session) Path() Path {
+	if s.offloaded() {
+		return PathEBPF
+	}
+	return s.path
+}
 
 // ServeLink relays from the caller link l until the session ends or
 // another link replaces l (see Attach). A datagram it read after the
@@ -341,7 +354,11 @@ func (s *Session) Reason() (EndReason, error) {
 func (s *Session) Stats() Stats {
 	up, haveUp := s.upstreamACK.load()
 	ca, haveCa := s.callerACK.load()
-	return Stats{
+	// Under the offload's lock, the kernel's counts are either still in
+	// the map or already folded into the relay's, never in neither.
+	s.offload.mu.Lock()
+	defer s.offload.mu.Unlock()
+	st := Stats{
 		UpstreamACK:       up,
 		HaveUpstreamACK:   haveUp,
 		CallerACK:         ca,
@@ -354,6 +371,8 @@ func (s *Session) Stats() Stats {
 		LastUpstream:      time.Unix(0, s.lastUpstream.Load()),
 		Dropped:           s.dropped.Load(),
 	}
+	s.offload.addTo(&st)
+	return st
 }
 
 func (s *Session) ended() bool {
@@ -382,11 +401,12 @@ func (s *Session) armWatchdog() {
 	var check func()
 	check = func() {
 		now := time.Now()
-		if c := s.fromCaller.packets.Load(); c != seenCaller {
+		fromCaller, fromUpstream := s.packets()
+		if c := fromCaller; c != seenCaller {
 			seenCaller = c
 			s.lastCaller.Store(now.UnixNano())
 		}
-		if u := s.fromUpstream.packets.Load(); u != seenUpstream {
+		if u := fromUpstream; u != seenUpstream {
 			seenUpstream = u
 			s.lastUpstream.Store(now.UnixNano())
 		}
@@ -418,6 +438,8 @@ func (s *Session) End(reason EndReason, err error) {
 		if w := s.watchdog.Load(); w != nil {
 			w.Stop()
 		}
+		// From here on the sockets take all the session's datagrams.
+		s.endOffload()
 		now := time.Now()
 		ts := handshake.Timestamp(now)
 		switch reason {

@@ -328,6 +328,14 @@ type SLTOptions struct {
 	// SRTO_KMPREANNOUNCE (packets); 0 keeps libsrt's defaults (a key
 	// refresh every 2^24 packets).
 	KMRefreshRate, KMPreAnnounce int
+	// Host is the address a listener binds (default 127.0.0.1).
+	Host string
+	// Netns runs a listener in that network namespace (ip netns exec).
+	Netns string
+	// StatsFile has a caller write libsrt's statistics there, as JSON,
+	// every StatsEvery (default 1 s).
+	StatsFile  string
+	StatsEvery time.Duration
 }
 
 // sltLifetime is srt-live-transmit's own exit timer: a safety net should
@@ -364,10 +372,19 @@ func StartSLTListener(t testing.TB, o SLTOptions) *SLTListener {
 	bin := RequireTool(t, "srt-live-transmit")
 	q := url.Values{"mode": {"listener"}}
 	setSLTOptions(q, o)
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	for attempt := 1; ; attempt++ {
 		port := FreeUDPPort(t)
-		l := &SLTListener{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
-		l.Process = startProcess(t, false, &l.out, bin, "-v", sltLifetime, "-a:no", sltURI("127.0.0.1", port, q), "file://con")
+		l := &SLTListener{Addr: net.JoinHostPort(host, strconv.Itoa(port))}
+		args := []string{"-v", sltLifetime, "-a:no", sltURI(host, port, q), "file://con"}
+		prog := bin
+		if o.Netns != "" {
+			prog, args = "ip", append([]string{"netns", "exec", o.Netns, bin}, args...)
+		}
+		l.Process = startProcess(t, false, &l.out, prog, args...)
 		err := peer.WaitSRT(context.Background(), l.Addr, 5*time.Second, l.Exited)
 		if err == nil {
 			return l
@@ -426,7 +443,15 @@ func StartSLTCaller(t testing.TB, addr, streamID string, o SLTOptions) *SLTCalle
 	c := &SLTCaller{}
 	// -chunk:1316 makes every read of standard input one SRT packet of at
 	// most 1316 bytes (seven TS packets).
-	c.Process = startProcess(t, true, io.Discard, bin, "-v", sltLifetime, "-a:no", "-chunk:1316", "file://con", target)
+	args := []string{"-v", sltLifetime, "-a:no", "-chunk:1316"}
+	if o.StatsFile != "" {
+		every := o.StatsEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		args = append(args, "-s:"+strconv.FormatInt(every.Milliseconds(), 10), "-pf:json", "-statsout:"+o.StatsFile)
+	}
+	c.Process = startProcess(t, true, io.Discard, bin, append(args, "file://con", target)...)
 	c.waitStderr("SRT target connected", 5*time.Second)
 	return c
 }

@@ -11,8 +11,9 @@ import (
 )
 
 // PrivilegedEnv is the environment variable that makes tests needing root
-// (raw sockets, to forge source addresses) fail instead of skipping when
-// they cannot run: SRT_PRIVILEGED=required, as CI sets it.
+// (raw sockets to forge source addresses, network namespaces, BPF) fail
+// instead of skipping when they cannot run: SRT_PRIVILEGED=required, as
+// CI sets it.
 const PrivilegedEnv = "SRT_PRIVILEGED"
 
 // Spoofer sends UDP datagrams over IPv4 with any source address and port,

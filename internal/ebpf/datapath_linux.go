@@ -1,0 +1,427 @@
+package ebpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+// ErrRefused wraps what keeps the program from loading or attaching at
+// all (no CAP_BPF/CAP_NET_ADMIN, a kernel without TCX): no session of the
+// process can take the path. Other Install errors concern one flow.
+var ErrRefused = errors.New("ebpf data path refused")
+
+// Flow is an established session as the program sees it.
+type Flow struct {
+	// Caller is the caller's address; Listen the proxy address it
+	// dialled (the session socket's local address).
+	Caller, Listen netip.AddrPort
+	// UpstreamLocal is the local address of the session's socket
+	// connected to Origin.
+	UpstreamLocal, Origin netip.AddrPort
+	// RewriteSocket, when non-zero, becomes the destination socket ID of
+	// every datagram from the origin (the substitute-ID readdressing of
+	// the relay).
+	RewriteSocket uint32
+}
+
+// Counts is one direction of a flow as the program forwarded it.
+type Counts struct {
+	Packets, Bytes uint64
+	// Last is when the program last forwarded a datagram; zero if never.
+	Last time.Time
+	// ACK holds the figures of the last full ACK the program forwarded,
+	// if HaveACK.
+	ACK     wire.ACK
+	HaveACK bool
+}
+
+// Entry is a flow installed in the program's map. Remove it when the
+// session ends.
+type Entry struct {
+	keys   [2]srtpathFlowKey // from the caller, from the origin
+	ifaces [2]int            // where each comes in
+	gen    uint64
+	once   sync.Once
+}
+
+// state is the process's: one program, one map, one TCX link per
+// interface in use, whatever the number of sessions and configurations.
+var state struct {
+	mu      sync.Mutex
+	refused error // sticky: a load that failed fails again
+	objs    *srtpathObjects
+	gen     uint64 // counts loads, so a stale Entry cannot touch a newer map
+	links   map[int]*ifaceLink
+	entries int
+	// snap is the map as last read whole, at snapAt; snapErr is why the
+	// kernel would not read it in batches.
+	snap      map[srtpathFlowKey]srtpathFlowVal
+	snapAt    time.Time
+	snapErr   error
+	batchKeys []srtpathFlowKey
+	batchVals []srtpathFlowVal
+}
+
+type ifaceLink struct {
+	l    link.Link
+	refs int
+}
+
+// Install puts f in the program's map, loading the program and
+// attaching it where f's datagrams come in as needed. An error wrapping
+// ErrRefused means the path is unavailable to the whole process.
+func Install(f Flow) (*Entry, error) {
+	for _, ap := range []netip.AddrPort{f.Caller, f.Listen, f.UpstreamLocal, f.Origin} {
+		if !ap.Addr().Unmap().Is4() {
+			return nil, fmt.Errorf("flow %s: only IPv4 is offloaded", f.Caller)
+		}
+	}
+	// Each direction leaves where the other comes in (symmetric routing);
+	// where it does not, its datagrams simply reach the sockets.
+	toCaller, err := egressInterface(f.Caller.Addr().Unmap())
+	if err != nil {
+		return nil, err
+	}
+	toOrigin, err := egressInterface(f.Origin.Addr().Unmap())
+	if err != nil {
+		return nil, err
+	}
+	e := &Entry{
+		keys:   [2]srtpathFlowKey{keyOf(f.Caller, f.Listen), keyOf(f.Origin, f.UpstreamLocal)},
+		ifaces: [2]int{toCaller.Index, toOrigin.Index},
+	}
+	vals := [2]srtpathFlowVal{
+		valOf(f.UpstreamLocal, f.Origin, toOrigin.Index, 0),
+		valOf(f.Listen, f.Caller, toCaller.Index, f.RewriteSocket),
+	}
+
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	if err := loadLocked(); err != nil {
+		return nil, err
+	}
+	e.gen = state.gen
+	attached := 0
+	undo := func() {
+		for _, ifi := range e.ifaces[:attached] {
+			detachLocked(ifi)
+		}
+		for _, k := range e.keys {
+			_ = state.objs.SrtFlows.Delete(&k)
+		}
+		unloadIfIdleLocked()
+	}
+	for i, k := range e.keys {
+		if err := state.objs.SrtFlows.Update(&k, &vals[i], ebpf.UpdateNoExist); err != nil {
+			if i == 1 {
+				_ = state.objs.SrtFlows.Delete(&e.keys[0])
+			}
+			unloadIfIdleLocked()
+			return nil, fmt.Errorf("flow %s: map entry: %w", f.Caller, err)
+		}
+	}
+	for _, ifi := range e.ifaces {
+		if err := attachLocked(ifi); err != nil {
+			undo()
+			return nil, err
+		}
+		attached++
+	}
+	state.entries++
+	return e, nil
+}
+
+// Counts reads what the program forwarded from the caller and from the
+// origin, as of at most snapshotMaxAge ago.
+func (e *Entry) Counts() (fromCaller, fromOrigin Counts) {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	if state.objs == nil || state.gen != e.gen {
+		return Counts{}, Counts{}
+	}
+	return e.countsLocked(false)
+}
+
+// countsLocked reads the entry's counts from the snapshot, or from the
+// map itself when fresh or when the snapshot cannot be taken.
+func (e *Entry) countsLocked(fresh bool) (fromCaller, fromOrigin Counts) {
+	var c [2]Counts
+	if !fresh {
+		fresh = state.entries < snapshotFrom || !snapshotLocked()
+	}
+	mono := monotonic()
+	now := time.Now()
+	for i, k := range e.keys {
+		var v srtpathFlowVal
+		if fresh {
+			if err := state.objs.SrtFlows.Lookup(&k, &v); err != nil {
+				continue
+			}
+		} else {
+			var ok bool
+			if v, ok = state.snap[k]; !ok {
+				continue
+			}
+		}
+		c[i] = Counts{Packets: v.Packets, Bytes: v.Bytes, HaveACK: v.Acks != 0,
+			ACK: wire.ACK{RTT: v.AckRtt, RTTVar: v.AckRttVar, PacketRate: v.AckPacketRate,
+				ByteRate: v.AckByteRate, Capacity: v.AckCapacity}}
+		if v.LastNs != 0 {
+			c[i].Last = now.Add(-time.Duration(mono - v.LastNs))
+		}
+	}
+	return c[0], c[1]
+}
+
+// snapshotMaxAge is how stale the counts of a flow may be: each session's
+// idle check and the admin API read them, and one batched read of the
+// whole map serves them all, rather than a lookup per session and check
+// (which grew with the number of sessions).
+const snapshotMaxAge = 250 * time.Millisecond
+
+// snapshotFrom is the number of sessions from which a batched read of the
+// whole map beats a lookup per session and check: the kernel walks every
+// bucket of the map (max_entries) whatever the number of entries, about
+// as long as a few hundred single lookups.
+const snapshotFrom = 256
+
+// snapshotLocked makes sure state.snap is recent, reading the map in
+// batches. It reports false if the kernel refuses batch reads.
+func snapshotLocked() bool {
+	if state.snapErr != nil {
+		return false
+	}
+	if state.snap != nil && !state.snapAt.IsZero() && time.Since(state.snapAt) < snapshotMaxAge {
+		return true
+	}
+	// Reused: at rest the refresh allocates nothing.
+	if state.snap == nil {
+		state.snap = make(map[srtpathFlowKey]srtpathFlowVal, 2*state.entries)
+		state.batchKeys = make([]srtpathFlowKey, 1024)
+		state.batchVals = make([]srtpathFlowVal, 1024)
+	}
+	snap, keys, vals := state.snap, state.batchKeys, state.batchVals
+	clear(snap)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := state.objs.SrtFlows.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			snap[keys[i]] = vals[i]
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			state.snapErr = err
+			state.snapAt = time.Time{}
+			return false
+		}
+	}
+	state.snapAt = time.Now()
+	return true
+}
+
+// Remove takes the flow out of the map and returns its final counts: its
+// datagrams go to the session's sockets again. When it was the process's
+// last flow, the program is detached everywhere and unloaded.
+func (e *Entry) Remove() (fromCaller, fromOrigin Counts) {
+	e.once.Do(func() {
+		state.mu.Lock()
+		defer state.mu.Unlock()
+		if state.objs == nil || state.gen != e.gen {
+			return // Close came first
+		}
+		fromCaller, fromOrigin = e.countsLocked(true)
+		for _, k := range e.keys {
+			_ = state.objs.SrtFlows.Delete(&k)
+		}
+		for _, ifi := range e.ifaces {
+			detachLocked(ifi)
+		}
+		state.entries--
+		unloadIfIdleLocked()
+	})
+	return fromCaller, fromOrigin
+}
+
+// Close detaches the program from every interface and unloads it and its
+// map, whatever flows remain: their datagrams reach the sessions' sockets
+// from then on, so live sessions go on, relayed in user space. For the
+// process's exit; a later Install loads it again.
+func Close() error {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	return closeLocked()
+}
+
+// Attached lists the interfaces the program is attached to, by index.
+func Attached() []int {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	var out []int
+	for ifi := range state.links {
+		out = append(out, ifi)
+	}
+	return out
+}
+
+func loadLocked() error {
+	if state.refused != nil {
+		return state.refused
+	}
+	if state.objs != nil {
+		return nil
+	}
+	objs := new(srtpathObjects)
+	if err := loadSrtpathObjects(objs, nil); err != nil {
+		state.refused = fmt.Errorf("%w: loading the program: %w", ErrRefused, err)
+		return state.refused
+	}
+	state.objs = objs
+	state.gen++
+	state.links = make(map[int]*ifaceLink)
+	return nil
+}
+
+func attachLocked(ifindex int) error {
+	if il := state.links[ifindex]; il != nil {
+		il.refs++
+		return nil
+	}
+	l, err := link.AttachTCX(link.TCXOptions{
+		Interface: ifindex,
+		Program:   state.objs.SrtIngress,
+		Attach:    ebpf.AttachTCXIngress,
+	})
+	if err != nil {
+		err = fmt.Errorf("%w: attaching to interface %d (TCX ingress, Linux 6.6 or later): %w", ErrRefused, ifindex, err)
+		// No capability, no TCX: no interface will do better.
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, ebpf.ErrNotSupported) {
+			state.refused = err
+		}
+		return err
+	}
+	state.links[ifindex] = &ifaceLink{l: l, refs: 1}
+	return nil
+}
+
+func detachLocked(ifindex int) {
+	il := state.links[ifindex]
+	if il == nil {
+		return
+	}
+	if il.refs--; il.refs == 0 {
+		_ = il.l.Close()
+		delete(state.links, ifindex)
+	}
+}
+
+func unloadIfIdleLocked() {
+	if state.entries == 0 && len(state.links) == 0 {
+		_ = closeLocked()
+	}
+}
+
+func closeLocked() error {
+	if state.objs == nil {
+		return nil
+	}
+	var errs []error
+	for ifi, il := range state.links {
+		errs = append(errs, il.l.Close())
+		delete(state.links, ifi)
+	}
+	errs = append(errs, state.objs.Close())
+	state.objs = nil
+	state.entries = 0
+	state.snap, state.snapAt = nil, time.Time{}
+	return errors.Join(errs...)
+}
+
+func keyOf(src, dst netip.AddrPort) srtpathFlowKey {
+	return srtpathFlowKey{Saddr: be32(src.Addr()), Daddr: be32(dst.Addr()), Sport: be16(src.Port()), Dport: be16(dst.Port())}
+}
+
+func valOf(src, dst netip.AddrPort, ifindex int, rewrite uint32) srtpathFlowVal {
+	v := srtpathFlowVal{Saddr: be32(src.Addr()), Daddr: be32(dst.Addr()), Sport: be16(src.Port()), Dport: be16(dst.Port()), Ifindex: uint32(ifindex)}
+	if rewrite != 0 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], rewrite)
+		v.RewriteDstSocket = binary.NativeEndian.Uint32(b[:])
+	}
+	return v
+}
+
+// be32 and be16 give the value whose in-memory bytes are the address or
+// port in network order, as the program compares them.
+func be32(a netip.Addr) uint32 {
+	b := a.Unmap().As4()
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+func be16(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func monotonic() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+var probe struct {
+	once sync.Once
+	err  error
+}
+
+// Probe reports, once per process, whether the path can work here: the
+// program loads (CAP_BPF and CAP_NET_ADMIN, a verifier that takes it)
+// and the kernel has TCX (6.6). It keeps nothing loaded.
+func Probe() error {
+	probe.once.Do(func() {
+		if !KernelAtLeast(6, 6) {
+			probe.err = fmt.Errorf("%w: TCX needs Linux 6.6 or later", ErrRefused)
+			return
+		}
+		state.mu.Lock()
+		defer state.mu.Unlock()
+		if err := loadLocked(); err != nil {
+			probe.err = err
+			return
+		}
+		unloadIfIdleLocked()
+	})
+	return probe.err
+}
+
+// KernelAtLeast reports whether the running kernel's release is at least
+// major.minor.
+func KernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	return releaseAtLeast(unix.ByteSliceToString(u.Release[:]), major, minor)
+}
+
+// releaseAtLeast compares a release string ("6.1.0-18-amd64") with
+// major.minor.
+func releaseAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}

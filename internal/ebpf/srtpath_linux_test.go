@@ -1,0 +1,402 @@
+package ebpf
+
+// The program itself, run by the kernel on packets the test makes
+// (BPF_PROG_TEST_RUN): no interface, no namespace, but root.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/srtroute/caddy-l4-srt/internal/wire"
+)
+
+// requirePrivileged is testpeer.RequirePrivileged, which this package
+// cannot import (testpeer runs the plugin, which imports this package).
+func requirePrivileged(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("SRT_PRIVILEGED") == "required" {
+		t.Fatal("needs root (SRT_PRIVILEGED=required)")
+	}
+	t.Skip("needs root (set SRT_PRIVILEGED=required to fail instead)")
+}
+
+const (
+	tcActUnspec   = ^uint32(0) // -1: TCX's "next program, else the stack"
+	tcActRedirect = 7
+)
+
+// loadForTest loads the program and its map, attached nowhere.
+func loadForTest(t testing.TB) *srtpathObjects {
+	t.Helper()
+	requirePrivileged(t)
+	objs := new(srtpathObjects)
+	if err := loadSrtpathObjects(objs, nil); err != nil {
+		t.Fatalf("loading the program: %v", err)
+	}
+	t.Cleanup(func() { objs.Close() })
+	return objs
+}
+
+var (
+	tCaller   = netip.MustParseAddrPort("192.0.2.10:40000")
+	tListen   = netip.MustParseAddrPort("192.0.2.1:10080")
+	tUpLocal  = netip.MustParseAddrPort("198.51.100.1:51000")
+	tOrigin   = netip.MustParseAddrPort("198.51.100.20:9000")
+	tSubst    = uint32(0x0A0B0C0D)
+	tCallerID = uint32(0x11223344)
+)
+
+// install puts the test flow in the map as Install does, with the
+// origin knowing the caller by a substitute ID.
+func install(t testing.TB, objs *srtpathObjects) {
+	t.Helper()
+	kc, ko := keyOf(tCaller, tListen), keyOf(tOrigin, tUpLocal)
+	vc, vo := valOf(tUpLocal, tOrigin, 7, 0), valOf(tListen, tCaller, 5, tCallerID)
+	if err := objs.SrtFlows.Update(&kc, &vc, ebpf.UpdateNoExist); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.SrtFlows.Update(&ko, &vo, ebpf.UpdateNoExist); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// packet is an Ethernet frame holding an IPv4 UDP datagram from src to
+// dst with payload, both checksums right (udpCsum false leaves the UDP
+// checksum 0: none).
+func packet(src, dst netip.AddrPort, payload []byte, udpCsum bool) []byte {
+	b := make([]byte, 14+20+8+len(payload))
+	copy(b[0:6], []byte{2, 0, 0, 0, 0, 1})
+	copy(b[6:12], []byte{2, 0, 0, 0, 0, 2})
+	binary.BigEndian.PutUint16(b[12:], 0x0800)
+	ip := b[14:34]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+8+len(payload)))
+	ip[8] = 64
+	ip[9] = 17
+	s4, d4 := src.Addr().As4(), dst.Addr().As4()
+	copy(ip[12:16], s4[:])
+	copy(ip[16:20], d4[:])
+	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
+	udp := b[34:]
+	binary.BigEndian.PutUint16(udp[0:], src.Port())
+	binary.BigEndian.PutUint16(udp[2:], dst.Port())
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
+	copy(udp[8:], payload)
+	if udpCsum {
+		c := checksum(udp, pseudo(ip, len(udp)))
+		if c == 0 {
+			c = 0xffff
+		}
+		binary.BigEndian.PutUint16(udp[6:], c)
+	}
+	return b
+}
+
+func pseudo(ip []byte, udpLen int) uint32 {
+	var sum uint32
+	for i := 12; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	return sum + 17 + uint32(udpLen)
+}
+
+// checksum is the Internet checksum of b, starting from sum.
+func checksum(b []byte, sum uint32) uint16 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// srtData is an SRT data packet to dest of n payload bytes.
+func srtData(dest uint32, n int) []byte {
+	p := make([]byte, 16+n)
+	binary.BigEndian.PutUint32(p[0:], 12345) // sequence number, bit 0 clear
+	binary.BigEndian.PutUint32(p[12:], dest)
+	for i := 16; i < len(p); i++ {
+		p[i] = byte(i)
+	}
+	return p
+}
+
+// srtControl is an SRT control packet of type typ to dest.
+func srtControl(typ uint16, dest uint32, n int) []byte {
+	p := make([]byte, 16+n)
+	binary.BigEndian.PutUint16(p[0:], 0x8000|typ)
+	binary.BigEndian.PutUint32(p[12:], dest)
+	return p
+}
+
+func run(t testing.TB, objs *srtpathObjects, in []byte) (uint32, []byte) {
+	t.Helper()
+	out := make([]byte, len(in)+256)
+	ret, err := objs.SrtIngress.Run(&ebpf.RunOptions{Data: in, DataOut: out})
+	if err != nil {
+		t.Fatalf("running the program: %v", err)
+	}
+	return ret, out[:len(in)]
+}
+
+// checkRewritten checks that out is in readdressed from src to dst with
+// the SRT destination socket dest and both checksums right.
+func checkRewritten(t *testing.T, in, out []byte, src, dst netip.AddrPort, dest uint32) {
+	t.Helper()
+	ip, udp := out[14:34], out[34:]
+	if c := checksum(ip, 0); c != 0 {
+		t.Errorf("IP header checksum does not verify (%#04x)", c)
+	}
+	if got := binary.BigEndian.Uint16(udp[6:]); got == 0 {
+		t.Errorf("UDP checksum lost")
+	} else if c := checksum(udp, pseudo(ip, len(udp))); c != 0 {
+		t.Errorf("UDP checksum does not verify (%#04x)", c)
+	}
+	gotSrc := netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[12:16])), binary.BigEndian.Uint16(udp[0:]))
+	gotDst := netip.AddrPortFrom(netip.AddrFrom4([4]byte(ip[16:20])), binary.BigEndian.Uint16(udp[2:]))
+	if gotSrc != src || gotDst != dst {
+		t.Errorf("readdressed %s -> %s, want %s -> %s", gotSrc, gotDst, src, dst)
+	}
+	if got := binary.BigEndian.Uint32(udp[8+12:]); got != dest {
+		t.Errorf("destination socket %#x, want %#x", got, dest)
+	}
+	// Nothing else of the SRT packet changes.
+	if !bytes.Equal(udp[8:8+12], in[42:42+12]) || !bytes.Equal(udp[8+16:], in[42+16:]) {
+		t.Errorf("SRT packet changed beyond its destination socket")
+	}
+}
+
+// TestSrtIngressForwards: data, keepalives and ACKACKs of a live flow are
+// readdressed both ways, checksums right, the substitute ID rewritten
+// towards the caller, and counted.
+func TestSrtIngressForwards(t *testing.T) {
+	objs := loadForTest(t)
+	install(t, objs)
+	upstreamID := uint32(0x55667788)
+	wantBytes := uint64(0)
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"data", srtData(0, 1316)},
+		{"odd-length data", srtData(0, 3)},
+		{"keepalive", srtControl(1, 0, 4)},
+		{"ackack", srtControl(6, 0, 4)},
+		{"light ack", srtControl(2, 0, 4)},
+		{"small ack", srtControl(2, 0, 16)},
+		{"full ack", fullACK()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := append([]byte(nil), tc.payload...)
+			binary.BigEndian.PutUint32(p[12:], upstreamID)
+			in := packet(tCaller, tListen, p, true)
+			ret, out := run(t, objs, in)
+			if ret != tcActRedirect {
+				t.Fatalf("from the caller: verdict %d, want redirect", ret)
+			}
+			checkRewritten(t, in, out, tUpLocal, tOrigin, upstreamID)
+
+			binary.BigEndian.PutUint32(p[12:], tSubst)
+			in = packet(tOrigin, tUpLocal, p, true)
+			ret, out = run(t, objs, in)
+			if ret != tcActRedirect {
+				t.Fatalf("from the origin: verdict %d, want redirect", ret)
+			}
+			checkRewritten(t, in, out, tListen, tCaller, tCallerID)
+		})
+		wantBytes += uint64(len(tc.payload))
+	}
+	wantBytes += 116
+	t.Run("no UDP checksum", func(t *testing.T) {
+		in := packet(tCaller, tListen, srtData(upstreamID, 100), false)
+		ret, out := run(t, objs, in)
+		if ret != tcActRedirect {
+			t.Fatalf("verdict %d, want redirect", ret)
+		}
+		if got := binary.BigEndian.Uint16(out[40:]); got != 0 {
+			t.Errorf("UDP checksum %#04x, want 0 (none) kept", got)
+		}
+		if c := checksum(out[14:34], 0); c != 0 {
+			t.Errorf("IP header checksum does not verify (%#04x)", c)
+		}
+	})
+
+	var v srtpathFlowVal
+	k := keyOf(tCaller, tListen)
+	if err := objs.SrtFlows.Lookup(&k, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Packets != 8 || v.Bytes != wantBytes || v.LastNs == 0 {
+		t.Errorf("caller flow counted %d packets, %d bytes, last %d; want 8, %d, non-zero", v.Packets, v.Bytes, v.LastNs, wantBytes)
+	}
+	// The full ACK's figures, as wire.ParseACK reads them.
+	want, _ := wire.ParseACK(fullACK())
+	got := wire.ACK{RTT: v.AckRtt, RTTVar: v.AckRttVar, PacketRate: v.AckPacketRate, ByteRate: v.AckByteRate, Capacity: v.AckCapacity}
+	if v.Acks != 1 || got != want {
+		t.Errorf("caller flow kept ACK %+v (%d full ACKs), want %+v (1)", got, v.Acks, want)
+	}
+}
+
+// fullACK is a full ACK (seven words) with distinct figures.
+func fullACK() []byte {
+	p := srtControl(2, 0, 28)
+	for i := range 7 {
+		binary.BigEndian.PutUint32(p[16+4*i:], uint32(1000*(i+1)+i))
+	}
+	return p
+}
+
+// TestSrtIngressLeaves: what the program must leave to the stack comes
+// back untouched with TC_ACT_UNSPEC.
+func TestSrtIngressLeaves(t *testing.T) {
+	objs := loadForTest(t)
+	install(t, objs)
+	other := netip.MustParseAddrPort("192.0.2.11:40000")
+	for _, tc := range []struct {
+		name string
+		in   []byte
+	}{
+		{"handshake", packet(tCaller, tListen, srtControl(0, 0, 48), true)},
+		{"shutdown", packet(tCaller, tListen, srtControl(5, 1, 4), true)},
+		{"shutdown from the origin", packet(tOrigin, tUpLocal, srtControl(5, tSubst, 4), true)},
+		{"ack of no libsrt shape", packet(tOrigin, tUpLocal, srtControl(2, tSubst, 8), true)},
+		{"ack too long", packet(tOrigin, tUpLocal, srtControl(2, tSubst, 36), true)},
+		{"nak", packet(tOrigin, tUpLocal, srtControl(3, tSubst, 8), true)},
+		{"dropreq", packet(tCaller, tListen, srtControl(7, 1, 8), true)},
+		{"km (user-defined)", packet(tCaller, tListen, srtControl(0x7fff, 1, 8), true)},
+		{"another caller", packet(other, tListen, srtData(1, 100), true)},
+		{"another port", packet(tCaller, netip.AddrPortFrom(tListen.Addr(), 10081), srtData(1, 100), true)},
+		{"short SRT header", packet(tCaller, tListen, srtData(1, 0)[:15], true)},
+		{"not IPv4", func() []byte {
+			p := packet(tCaller, tListen, srtData(1, 100), true)
+			binary.BigEndian.PutUint16(p[12:], 0x86dd)
+			return p
+		}()},
+		{"IP options", func() []byte {
+			p := packet(tCaller, tListen, srtData(1, 100), true)
+			p[14] = 0x46
+			return p
+		}()},
+		{"fragment", func() []byte {
+			p := packet(tCaller, tListen, srtData(1, 100), true)
+			p[14+6] = 0x20 // more fragments
+			return p
+		}()},
+		{"UDP length lies long", func() []byte {
+			p := packet(tCaller, tListen, srtData(1, 100), true)
+			binary.BigEndian.PutUint16(p[38:], 8+16+101)
+			return p
+		}()},
+		{"IP length lies long", func() []byte {
+			p := packet(tCaller, tListen, srtData(1, 100), true)
+			binary.BigEndian.PutUint16(p[16:], 20+8+116+1)
+			return p
+		}()},
+		{"UDP length lies short", func() []byte {
+			p := packet(tCaller, tListen, srtData(1, 100), true)
+			binary.BigEndian.PutUint16(p[38:], 8+15)
+			return p
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ret, out := run(t, objs, tc.in)
+			if ret != tcActUnspec {
+				t.Errorf("verdict %d, want TC_ACT_UNSPEC", ret)
+			}
+			if !bytes.Equal(out, tc.in) {
+				t.Errorf("packet changed")
+			}
+		})
+	}
+}
+
+// FuzzSrtIngress: whatever arrives, the program either leaves it
+// untouched for the stack or forwards a datagram of a live flow,
+// readdressed with checksums that verify.
+func FuzzSrtIngress(f *testing.F) {
+	objs := loadForTest(f)
+	install(f, objs)
+	f.Add(packet(tCaller, tListen, srtData(1, 1316), true))
+	f.Add(packet(tOrigin, tUpLocal, srtControl(6, tSubst, 4), true))
+	f.Add(packet(tOrigin, tUpLocal, srtControl(2, tSubst, 28), false))
+	f.Add(packet(tCaller, tListen, srtData(1, 0)[:15], true))
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 8, 0})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) < 14 || len(in) > 4096 {
+			return
+		}
+		out := make([]byte, len(in)+256)
+		ret, err := objs.SrtIngress.Run(&ebpf.RunOptions{Data: in, DataOut: out})
+		if err != nil {
+			return // the kernel refused the input (too short for an skb)
+		}
+		out = out[:len(in)]
+		switch ret {
+		case tcActUnspec:
+			if !bytes.Equal(out, in) {
+				t.Fatalf("TC_ACT_UNSPEC but the packet changed")
+			}
+		case tcActRedirect:
+			if c := checksum(out[14:34], 0); c != 0 && checksum(in[14:34], 0) == 0 {
+				t.Fatalf("forwarded with an IP checksum that no longer verifies")
+			}
+			src := netip.AddrPortFrom(netip.AddrFrom4([4]byte(out[26:30])), binary.BigEndian.Uint16(out[34:]))
+			if src != tUpLocal && src != tListen {
+				t.Fatalf("forwarded from %s, not the proxy", src)
+			}
+		default:
+			t.Fatalf("verdict %d", ret)
+		}
+	})
+}
+
+// BenchmarkSrtIngress is the program's cost per forwarded datagram with
+// 10, 1,000 and 10,000 sessions' flows in its map: a hash lookup, so it
+// should not grow with them.
+func BenchmarkSrtIngress(b *testing.B) {
+	for _, sessions := range []int{10, 1000, 10000} {
+		b.Run(strconv.Itoa(sessions)+"-sessions", func(b *testing.B) {
+			objs := loadForTest(b)
+			// The kernel runs the program again and again on one skb: a
+			// flow readdressed to itself is forwarded every time, with
+			// the work of any other.
+			self := netip.MustParseAddrPort("192.0.2.99:5000")
+			ks, vs := keyOf(self, tListen), valOf(self, tListen, 7, tCallerID)
+			if err := objs.SrtFlows.Update(&ks, &vs, ebpf.UpdateNoExist); err != nil {
+				b.Fatal(err)
+			}
+			for i := 1; i < sessions; i++ {
+				caller := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 5000)
+				origin := netip.AddrPortFrom(tOrigin.Addr(), uint16(20000+i%40000))
+				kc, ko := keyOf(caller, tListen), keyOf(origin, tUpLocal)
+				vc, vo := valOf(tUpLocal, origin, 7, 0), valOf(tListen, caller, 5, 0)
+				if err := objs.SrtFlows.Update(&kc, &vc, ebpf.UpdateAny); err != nil {
+					b.Fatal(err)
+				}
+				if err := objs.SrtFlows.Update(&ko, &vo, ebpf.UpdateAny); err != nil {
+					b.Fatal(err)
+				}
+			}
+			in := packet(self, tListen, srtData(1, 1316), true)
+			out := make([]byte, len(in)+256)
+			b.ResetTimer()
+			ret, err := objs.SrtIngress.Run(&ebpf.RunOptions{Data: in, DataOut: out, Repeat: uint32(b.N)})
+			if err != nil || ret != tcActRedirect {
+				b.Fatalf("verdict %d, %v", ret, err)
+			}
+		})
+	}
+}
