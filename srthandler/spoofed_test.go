@@ -3,15 +3,13 @@ package srthandler_test
 import (
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 	"github.com/srtroute/caddy-l4-srt/internal/session"
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
 	"github.com/srtroute/caddy-l4-srt/internal/wire"
@@ -109,7 +107,7 @@ func TestSpoofedInductionFlood(t *testing.T) {
 		return m.HeapInuse
 	}
 	baseHeap, baseG := heap(true), runtime.NumGoroutine()
-	baseDrops := udpRcvbufErrors()
+	baseDrops := peer.UDPDrops()
 
 	var peakHeap, peakG atomic.Uint64
 	stop := make(chan struct{})
@@ -172,7 +170,7 @@ func TestSpoofedInductionFlood(t *testing.T) {
 	grownHeap := int64(peakHeap.Load()) - int64(baseHeap)
 	grownG := int64(peakG.Load()) - int64(baseG)
 	t.Logf("%d spoofed inductions in %v (%d dropped by the kernel: socket buffers full): peak +%d goroutines, peak heap +%d KiB",
-		sources, sent.Round(time.Millisecond), udpRcvbufErrors()-baseDrops, grownG, grownHeap>>10)
+		sources, sent.Round(time.Millisecond), peer.UDPDrops()-baseDrops, grownG, grownHeap>>10)
 	// Before handlers let go of quiet callers (release.go), this flood
 	// peaked at +40 000 goroutines and +680 MiB of heap; since, at +350
 	// to +560 and +6 to +12 MiB.
@@ -185,31 +183,4 @@ func TestSpoofedInductionFlood(t *testing.T) {
 	if err := dial("after"); err != nil {
 		t.Errorf("valid caller after the flood: %v", err)
 	}
-}
-
-// udpRcvbufErrors is the host's count of UDP datagrams dropped for a full
-// socket buffer: what of a flood never reached the proxy.
-func udpRcvbufErrors() int64 {
-	b, err := os.ReadFile("/proc/net/snmp")
-	if err != nil {
-		return 0
-	}
-	var names []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, n := range names {
-			if n == "RcvbufErrors" && i < len(f) {
-				v, _ := strconv.ParseInt(f[i], 10, 64)
-				return v
-			}
-		}
-	}
-	return 0
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // StormResult is workers connecting and closing callers as fast as they
@@ -61,7 +63,7 @@ func (e *Env) RunStorm(ctx context.Context, path Path, kind PeerKind, workers in
 	if err != nil {
 		return nil, err
 	}
-	drops, machine := ReadUDPDrops(), ReadMachineCPU()
+	drops, machine := peer.UDPDrops(), ReadMachineCPU()
 	start := time.Now()
 	switch kind {
 	case Gosrt:
@@ -86,7 +88,7 @@ func (e *Env) RunStorm(ctx context.Context, path Path, kind PeerKind, workers in
 	}
 	res.ProxyCPU, res.PeakRSS = after.CPU-before.CPU, after.HWM
 	res.Delivered = origin.Accepted()
-	res.UDPDrops = ReadUDPDrops() - drops
+	res.UDPDrops = peer.UDPDrops() - drops
 	res.MachineIdle = ReadMachineCPU().IdlePercentSince(machine)
 	return res, nil
 }

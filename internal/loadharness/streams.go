@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 )
 
 // StreamLoad is N publishers at a constant rate for a while.
@@ -69,7 +71,7 @@ func (e *Env) RunStreams(ctx context.Context, path Path, l StreamLoad) (*StreamR
 	if err != nil {
 		return nil, err
 	}
-	drops, machine := ReadUDPDrops(), ReadMachineCPU()
+	drops, machine := peer.UDPDrops(), ReadMachineCPU()
 	profiled := e.profile(ctx, t, l)
 	sent, err := sendAll(ctx, ps, pps, l.Duration)
 	if err != nil {
@@ -89,7 +91,7 @@ func (e *Env) RunStreams(ctx context.Context, path Path, l StreamLoad) (*StreamR
 		return nil, err
 	}
 	res.Relay = relayAfter.Sub(relayBefore)
-	res.UDPDrops = ReadUDPDrops() - drops
+	res.UDPDrops = peer.UDPDrops() - drops
 	res.MachineIdle = ReadMachineCPU().IdlePercentSince(machine)
 	if err := <-profiled; err != nil {
 		return nil, fmt.Errorf("%s: profiling: %w", path, err)

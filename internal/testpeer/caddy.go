@@ -5,6 +5,7 @@
 package testpeer
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -141,7 +142,8 @@ func (p *Proxy) Reload(handler map[string]any) error {
 	if p.Admin == "" {
 		return fmt.Errorf("reload needs the admin API")
 	}
-	return postJSON("http://"+p.Admin+"/load", p.Config(handler))
+	_, err := adminDo(&http.Client{Timeout: 10 * time.Second}, http.MethodPost, "http://"+p.Admin+"/load", p.Config(handler))
+	return err
 }
 
 // FreeUDPPort returns a UDP port that was free a moment ago.
@@ -182,11 +184,23 @@ func (p *Proxy) Delete(path string) ([]byte, error) {
 }
 
 func (p *Proxy) admin(method, path string) ([]byte, error) {
-	req, err := http.NewRequest(method, "http://"+p.Admin+path, nil)
+	return adminDo(&http.Client{Timeout: 5 * time.Second}, method, "http://"+p.Admin+path, nil)
+}
+
+// adminDo sends one request to an admin API and returns its answer's
+// body, or an error for a status other than 2xx.
+func adminDo(c *http.Client, method, url string, body []byte) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		return nil, err
 	}
-	c := http.Client{Timeout: 5 * time.Second}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
@@ -197,7 +211,7 @@ func (p *Proxy) admin(method, path string) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		return b, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+		return b, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, b)
 	}
 	return b, nil
 }

@@ -1,10 +1,7 @@
 package testpeer
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
-	"net/http"
 	"regexp"
 	"strconv"
 
@@ -38,20 +35,6 @@ func RejectReason(err error) (uint32, bool) {
 		return 0, false
 	}
 	return uint32(wire) - 1000, true
-}
-
-func postJSON(url string, body []byte) error {
-	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		return fmt.Errorf("POST %s: %s: %s", url, resp.Status, b.String())
-	}
-	return nil
 }
 
 // ErrNoTool reports a missing external peer.

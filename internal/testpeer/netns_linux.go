@@ -9,11 +9,9 @@ package testpeer
 // ServeChildProxy.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -211,16 +209,8 @@ func (tp *Topology) StartChildProxy(t *testing.T, handler map[string]any, o Chil
 // Reload replaces the running config with one for handler, as an
 // operator does: POST /load.
 func (cp *ChildProxy) Reload(handler map[string]any) error {
-	resp, err := cp.client().Post("http://admin/load", "application/json", bytes.NewReader(cp.proxy.Config(handler)))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST /load: %s: %s", resp.Status, b)
-	}
-	return nil
+	_, err := adminDo(cp.client(), http.MethodPost, "http://admin/load", cp.proxy.Config(handler))
+	return err
 }
 
 func (cp *ChildProxy) client() *http.Client {
@@ -235,19 +225,7 @@ func (cp *ChildProxy) client() *http.Client {
 
 // Get fetches an admin API path.
 func (cp *ChildProxy) Get(path string) ([]byte, error) {
-	resp, err := cp.client().Get("http://admin" + path)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		return b, fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
-	}
-	return b, nil
+	return adminDo(cp.client(), http.MethodGet, "http://admin"+path, nil)
 }
 
 // GetJSON fetches an admin API path into v.

@@ -1,4 +1,4 @@
-package loadharness
+package peer
 
 import (
 	"os"
@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// ReadUDPDrops returns the machine's count of UDP datagrams dropped for a
-// full socket receive buffer (RcvbufErrors in /proc/net/snmp), or -1. It
-// counts every process, other users' included.
-func ReadUDPDrops() int64 {
+// UDPDrops returns the machine's count of UDP datagrams dropped for a full
+// socket receive buffer (RcvbufErrors in /proc/net/snmp), or -1. It counts
+// every process, other users' included.
+func UDPDrops() int64 {
 	b, err := os.ReadFile("/proc/net/snmp")
 	if err != nil {
 		return -1
