@@ -76,7 +76,9 @@ func TestPlaceholderUpstream(t *testing.T) {
 		"routes":         []any{map[string]any{"to": []string{"udp/{l4.srt.host}:{l4.srt.key.port}"}}},
 	}, testpeer.Options{})
 	for _, be := range []*srtbackend.Server{a, b} {
-		id := fmt.Sprintf("#!::h=127.0.0.1,r=live/x,port=%d,m=publish", be.Port())
+		// A stream of its own per backend: a second publisher of a live
+		// stream would follow the first (the stream directory).
+		id := fmt.Sprintf("#!::h=127.0.0.1,r=live/%s,port=%d,m=publish", be.Name, be.Port())
 		c, err := testpeer.Dial(p.Addr, id, testpeer.DialOptions{})
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
