@@ -41,11 +41,6 @@ const (
 	DefaultBatchWindow = 2 * time.Millisecond
 )
 
-// pendingBuf is the buffer a handshake in progress reads with. Handshake
-// datagrams fit the MTU; a longer one arrives split by caddy-l4 and is
-// dropped as malformed.
-const pendingBuf = 2048
-
 // Handler is the srt layer4 handler. Caddyfile syntax:
 //
 //	srt {

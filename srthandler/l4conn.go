@@ -17,6 +17,11 @@ import (
 // This file holds what caddy-l4 v0.1.2 makes the handler do, in one
 // place to shrink when caddy-l4 fixes it.
 
+// pendingBuf is the buffer a handshake in progress reads with. Handshake
+// datagrams fit the MTU; a longer one arrives split by caddy-l4 and is
+// dropped as malformed.
+const pendingBuf = 2048
+
 // quietPeriod is how long a handler waits for the next datagram of a
 // caller before letting its connection go. caddy-l4's packet deadlines
 // have one-second precision, so this must be at least that.
