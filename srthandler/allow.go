@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/srtroute/caddy-l4-srt/internal/fleet"
 )
 
 // upstream_allow: where an upstream a caller can name may be. A
@@ -48,14 +49,10 @@ func parseAllowList(items []string) (allowList, error) {
 	return out, nil
 }
 
+// contains reports whether a is in the list; an empty list holds nothing
+// (fleet.Within would let everything in).
 func (l allowList) contains(a netip.Addr) bool {
-	a = a.Unmap()
-	for _, p := range l {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return len(l) > 0 && fleet.Within(l, a)
 }
 
 // provisionAllow parses upstream_allow and gives every route the list.

@@ -9,12 +9,14 @@
 package directory
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -245,19 +247,7 @@ func (t *Table) changed(key Key) {
 }
 
 func compareKeys(a, b Key) int {
-	if a.Host != b.Host {
-		if a.Host < b.Host {
-			return -1
-		}
-		return 1
-	}
-	switch {
-	case a.Resource < b.Resource:
-		return -1
-	case a.Resource > b.Resource:
-		return 1
-	}
-	return 0
+	return cmp.Or(strings.Compare(a.Host, b.Host), strings.Compare(a.Resource, b.Resource))
 }
 
 // Newest returns the newest entry that names an upstream.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -137,15 +138,7 @@ func (r *Registry) Live(now time.Time) []Origin {
 			out = append(out, *o)
 		}
 	}
-	slices.SortFunc(out, func(a, b Origin) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Origin) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
