@@ -8,7 +8,7 @@ DEMO          := .demo
 SHELL         := /bin/bash
 XCADDY        := $(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@$(XCADDY_VERSION)
 
-.PHONY: demo test run build fuzz clean load
+.PHONY: demo test run build fuzz clean load load-kernel
 
 ## demo: build Caddy with the plugin, route real streams through it, show what went where
 demo: build
@@ -27,6 +27,21 @@ build:
 LOADFLAGS ?=
 load: build $(DEMO)/srtcaller
 	$(GO) run ./internal/cmd/loadharness -caddy $(DEMO)/caddy -srtcaller $(DEMO)/srtcaller -logs $(DEMO)/load $(LOADFLAGS)
+
+## load-kernel: (root; Linux 6.6+ for the ebpf path) in network namespaces, in one run: one
+## ~100 Mbit/s libsrt stream direct, through caddy-l4's proxy handler, the socket path (batched
+## and not) and the ebpf path: CPU per GB (proxy, whole path), libsrt's RTT, the delay each adds
+## per packet (probes carrying their send time); then the cost per packet beside 10, 1,000 and
+## 10,000 idle sessions on each path forced. About 25 minutes. KERNELFLAGS passes environment,
+## e.g. make load-kernel KERNELFLAGS='SRT_EBPF_MEASURE_ROUNDS=1 SRT_EBPF_MEASURE_SESSIONS=10,1000'
+KERNELFLAGS ?=
+load-kernel:
+	@mkdir -p $(DEMO); set -o pipefail; \
+	env SRT_EBPF_MEASURE=1 SRT_PRIVILEGED=required $(KERNELFLAGS) $(GO) test -count=1 -v -timeout 90m \
+		-run 'TestEBPFMeasure$$|TestEBPFMeasureSessions$$' ./srthandler/ > $(DEMO)/load-kernel.log 2>&1 || { \
+		tail -50 $(DEMO)/load-kernel.log; exit 1; }; \
+	grep -v '^{"level"' $(DEMO)/load-kernel.log | grep -A40 -E '^ +ebpf_measure_linux_test.go:[0-9]+: *$$'; \
+	echo "whole log: $(DEMO)/load-kernel.log"
 
 $(DEMO)/srtcaller: internal/testpeer/libsrt/srtcaller.c
 	mkdir -p $(DEMO)

@@ -16,18 +16,28 @@ import (
 	"time"
 
 	"github.com/srtroute/caddy-l4-srt/internal/loadharness"
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
+
+	// caddy-l4's proxy handler, which the measurement compares with.
+	_ "github.com/mholt/caddy-l4/modules/l4proxy"
 )
 
-// TestEBPFMeasure is a measurement, not a test: with SRT_EBPF_MEASURE=1
-// it sends one ~100 Mbit/s libsrt stream through the proxy on the socket
-// path (batched and not), on the ebpf path and direct (three rounds each,
-// in the netns topology of the ebpf tests, the origin in a namespace of its
-// own) and logs CPU seconds per GB: the proxy's, and the whole
-// path's (both libsrt peers, the proxy, ksoftirqd; the scheduler's
-// accounting). docs/ebpf.md has the figures.
+// TestEBPFMeasure is a measurement, not a test (SRT_EBPF_MEASURE=1;
+// `make load-kernel` runs it): in the netns topology of the ebpf tests,
+// the origin in a namespace of its own, it compares in one run, over
+// three rounds, direct, caddy-l4's proxy handler, the socket path
+// (batched and not) and the ebpf path:
+//   - one ~100 Mbit/s libsrt stream: CPU seconds per GB, the proxy's and
+//     the whole path's (both libsrt peers, the proxy, ksoftirqd; the
+//     scheduler's accounting, not tick samples), and libsrt's RTT;
+//   - the delay each adds per packet: probes carrying their send time,
+//     from a caller to an origin both in this process (one clock), timed
+//     by the kernel's receive timestamp.
 //
-//	SRT_EBPF_MEASURE=1 go test -count=1 -v -run TestEBPFMeasure ./srthandler/
+// docs/performance.md has the figures.
+//
+//	SRT_EBPF_MEASURE=1 go test -count=1 -v -run TestEBPFMeasure$ ./srthandler/
 func TestEBPFMeasure(t *testing.T) {
 	if os.Getenv("SRT_EBPF_MEASURE") == "" {
 		t.Skip("a measurement: set SRT_EBPF_MEASURE=1")
@@ -35,7 +45,7 @@ func TestEBPFMeasure(t *testing.T) {
 	requireBPFTool(t)
 	const seconds = 10
 	data := interopPayload(seconds * 9500) // ~100 Mbit/s at 9.5 packets a millisecond
-	results := map[string][][2]float64{}
+	var m measurement
 	rounds := 3
 	if s := os.Getenv("SRT_EBPF_MEASURE_ROUNDS"); s != "" {
 		rounds, _ = strconv.Atoi(s)
@@ -43,51 +53,115 @@ func TestEBPFMeasure(t *testing.T) {
 	for round := 0; round < rounds; round++ {
 		for _, path := range measurePaths {
 			t.Run(fmt.Sprintf("%s-%d", path, round), func(t *testing.T) {
-				proxy, whole := measureStream(t, path, data)
-				results[path] = append(results[path], [2]float64{proxy, whole})
+				r := measureStream(t, path, data)
+				r.delays = measureDelay(t, path)
+				m.add(path, r)
 			})
 		}
 	}
-	var report strings.Builder
-	for _, path := range measurePaths {
-		var proxy, whole []float64
-		for _, r := range results[path] {
-			proxy, whole = append(proxy, r[0]), append(whole, r[1])
-		}
-		slices.Sort(proxy)
-		slices.Sort(whole)
-		fmt.Fprintf(&report, "%-16s proxy CPU-s/GB %v (median %.2f)  whole path %v (median %.2f)\n", path, proxy, median(proxy), whole, median(whole))
-	}
-	for _, path := range measurePaths {
-		r := slices.Clone(rttMicros[path])
-		slices.Sort(r)
-		fmt.Fprintf(&report, "%-16s libsrt RTT, us: %.0f (median of the rounds' medians)\n", path, median(r))
-	}
-	direct := median(wholeOf(results["direct"]))
-	for _, path := range []string{"socket-unbatched", "ebpf"} {
-		beyond := median(wholeOf(results[path])) - direct
-		fmt.Fprintf(&report, "%-16s whole path beyond direct: %.2f CPU-s/GB, %.2fx the socket path's\n", path,
-			beyond, beyond/(median(wholeOf(results["socket"]))-direct))
-	}
-	t.Log("\n" + report.String())
-}
-
-func wholeOf(rs [][2]float64) []float64 {
-	var out []float64
-	for _, r := range rs {
-		out = append(out, r[1])
-	}
-	slices.Sort(out)
-	return out
+	t.Log("\n" + m.report())
 }
 
 // measurePaths are the paths TestEBPFMeasure compares: direct is the
 // caller dialling the origin through the proxy's namespace as a plain
-// router (same interfaces, no proxy); socket-unbatched
-// is the socket path with batch_window off, which adds as little delay as
-// the ebpf path; libsrt's caller then takes its input more slowly (the
-// same happens on the ebpf path), so it compares at the same stream rate.
-var measurePaths = []string{"direct", "socket", "socket-unbatched", "ebpf"}
+// router (same interfaces, no proxy); l4proxy is caddy-l4's proxy
+// handler with the origin as its one upstream; socket-unbatched is the
+// socket path with batch_window off, which adds as little delay as the
+// ebpf path; libsrt's caller then takes its input more slowly (the same
+// happens on the ebpf path), so it compares at the same stream rate.
+var measurePaths = []string{"direct", "l4proxy", "socket", "socket-unbatched", "ebpf"}
+
+// startMeasured starts what path puts between callers and origin: nil
+// for direct.
+func startMeasured(t *testing.T, tp *testpeer.Topology, path, origin string, o testpeer.ChildProxyOptions) *testpeer.ChildProxy {
+	t.Helper()
+	o.Run = ebpfChild
+	h := ebpfHandler(origin)
+	switch path {
+	case "direct":
+		return nil
+	case "l4proxy":
+		o.Route = map[string]any{"handle": []any{map[string]any{
+			"handler":   "proxy",
+			"upstreams": []any{map[string]any{"dial": []string{"udp/" + origin}}},
+		}}}
+	case "socket-unbatched":
+		h["data_path"], h["batch_window"] = "socket", -1
+	default:
+		h["data_path"] = path
+	}
+	return tp.StartChildProxy(t, h, o)
+}
+
+// measured is one round of one path.
+type measured struct {
+	proxyPerGB, wholePerGB float64 // CPU seconds per GB
+	rtt                    float64 // libsrt's, median of the round, µs
+	delays                 loadharness.Delays
+}
+
+// measurement collects the rounds, by path.
+type measurement struct {
+	rounds map[string][]measured
+}
+
+func (m *measurement) add(path string, r measured) {
+	if m.rounds == nil {
+		m.rounds = map[string][]measured{}
+	}
+	m.rounds[path] = append(m.rounds[path], r)
+}
+
+// medianOf is the median over path's rounds of what f picks.
+func (m *measurement) medianOf(path string, f func(measured) float64) (float64, []float64) {
+	var v []float64
+	for _, r := range m.rounds[path] {
+		v = append(v, f(r))
+	}
+	slices.Sort(v)
+	return median(v), v
+}
+
+func (m *measurement) report() string {
+	var b strings.Builder
+	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+	directDelay := func(q float64) float64 {
+		v, _ := m.medianOf("direct", func(r measured) float64 { return us(r.delays.Quantile(q)) })
+		return v
+	}
+	fmt.Fprintf(&b, "%-16s %-22s %-22s %-10s %-26s %s\n", "path", "proxy CPU-s/GB", "whole path CPU-s/GB", "RTT µs", "added delay p50/p90/p99 µs", "rounds")
+	for _, path := range measurePaths {
+		p, _ := m.medianOf(path, func(r measured) float64 { return r.proxyPerGB })
+		w, ws := m.medianOf(path, func(r measured) float64 { return r.wholePerGB })
+		rtt, _ := m.medianOf(path, func(r measured) float64 { return r.rtt })
+		var added [3]float64
+		for i, q := range []float64{0.5, 0.9, 0.99} {
+			v, _ := m.medianOf(path, func(r measured) float64 { return us(r.delays.Quantile(q)) })
+			added[i] = v - directDelay(q)
+		}
+		fmt.Fprintf(&b, "%-16s %-22.2f %-22s %-10.0f %-26s %d\n", path, p, fmt.Sprintf("%.2f %.2f", w, ws), rtt,
+			fmt.Sprintf("%.1f / %.1f / %.1f", added[0], added[1], added[2]), len(m.rounds[path]))
+	}
+	d, _ := m.medianOf("direct", func(r measured) float64 { return us(r.delays.Quantile(0.5)) })
+	fmt.Fprintf(&b, "direct: a probe's median trip %.1f µs (the added delays above are over it)\n", d)
+	ratio := func(path, base string, f func(measured) float64) float64 {
+		a, _ := m.medianOf(path, f)
+		c, _ := m.medianOf(base, f)
+		return a / c
+	}
+	proxy := func(r measured) float64 { return r.proxyPerGB }
+	fmt.Fprintf(&b, "proxy CPU/GB: ebpf %.3fx socket (target <= 0.05x); socket %.2fx l4proxy, ebpf %.3fx l4proxy\n",
+		ratio("ebpf", "socket", proxy), ratio("socket", "l4proxy", proxy), ratio("ebpf", "l4proxy", proxy))
+	direct, _ := m.medianOf("direct", func(r measured) float64 { return r.wholePerGB })
+	for _, path := range []string{"l4proxy", "socket-unbatched", "ebpf"} {
+		beyond, _ := m.medianOf(path, func(r measured) float64 { return r.wholePerGB - direct })
+		socket, _ := m.medianOf("socket", func(r measured) float64 { return r.wholePerGB - direct })
+		fmt.Fprintf(&b, "%-16s whole path beyond direct: %.2f CPU-s/GB, %.2fx the socket path's (%.2f)\n", path, beyond, beyond/socket, socket)
+	}
+	ebpf, _ := m.medianOf("ebpf", func(r measured) float64 { return us(r.delays.Quantile(0.5)) })
+	fmt.Fprintf(&b, "ebpf: added delay, median %.1f µs (target <= 20)\n", ebpf-d)
+	return b.String()
+}
 
 func median(v []float64) float64 {
 	if len(v) == 0 {
@@ -96,18 +170,14 @@ func median(v []float64) float64 {
 	return v[len(v)/2]
 }
 
-func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePerGB float64) {
+// measureStream sends data through path with a libsrt caller and
+// listener and measures what it cost.
+func measureStream(t *testing.T, path string, data []byte) measured {
 	tp := testpeer.NewRoutedTopology(t)
 	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	target := l.Addr
-	var cp *testpeer.ChildProxy
-	if path != "direct" {
-		h := ebpfHandler(l.Addr)
-		h["data_path"] = path
-		if path == "socket-unbatched" {
-			h["data_path"], h["batch_window"] = "socket", -1
-		}
-		cp = tp.StartChildProxy(t, h, testpeer.ChildProxyOptions{Run: ebpfChild})
+	cp := startMeasured(t, tp, path, l.Addr, testpeer.ChildProxyOptions{})
+	if cp != nil {
 		target = cp.Addr
 	}
 	stats := filepath.Join(t.TempDir(), "stats.json")
@@ -146,7 +216,7 @@ func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePer
 		(testpeer.CPUTime(c.Pid()) - c0).Round(time.Millisecond), (testpeer.CPUTime(l.Pid()) - o0).Round(time.Millisecond))
 	gb := float64(len(data)) / 1e9
 	rate := float64(len(data)) * 8 / time.Since(start).Seconds() / 1e6
-	if cp != nil {
+	if cp != nil && path != "l4proxy" {
 		s := ebpfSessions(t, cp)
 		if len(s) != 1 {
 			t.Fatalf("%d sessions", len(s))
@@ -154,7 +224,7 @@ func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePer
 		t.Logf("%s: %.0f Mbit/s, %d packets from the caller (%d in the kernel); proxy %v, whole path %v",
 			path, rate, s[0].FromCaller.Packets, s[0].FromCaller.KernelPackets, p1-p0, w1-w0)
 	} else {
-		t.Logf("%s: %.0f Mbit/s; whole path %v", path, rate, w1-w0)
+		t.Logf("%s: %.0f Mbit/s; proxy %v, whole path %v", path, rate, p1-p0, w1-w0)
 	}
 	_ = c.Stop()
 	got := l.Finish(5 * time.Second)
@@ -162,14 +232,52 @@ func measureStream(t *testing.T, path string, data []byte) (proxyPerGB, wholePer
 		t.Logf("%s: origin got %d of %d bytes", path, len(got), len(data))
 	}
 	rtts := sltRTTs(t, stats)
-	rttMicros[path] = append(rttMicros[path], median(rtts))
 	t.Logf("%s: libsrt's RTT, median of %d reports: %.0f us", path, len(rtts), median(rtts))
-	return (p1 - p0).Seconds() / gb, (w1 - w0).Seconds() / gb
+	return measured{proxyPerGB: (p1 - p0).Seconds() / gb, wholePerGB: (w1 - w0).Seconds() / gb, rtt: median(rtts)}
 }
 
-// rttMicros collects, per path, the median of libsrt's RTT estimate over
-// each round, in microseconds.
-var rttMicros = map[string][]float64{}
+// Delay probes: how many, how often, how large (a libsrt data packet's
+// size; 2,000 a second is a 21 Mbit/s stream).
+const (
+	probes     = 10000
+	probeEvery = 500 * time.Microsecond
+	probeSize  = 1316 + 16
+)
+
+// measureDelay sends probes through path, from a caller in this
+// namespace to an origin in the origin's, both in this process.
+func measureDelay(t *testing.T, path string) loadharness.Delays {
+	tp := testpeer.NewRoutedTopology(t)
+	var ko *loadharness.KeepaliveOrigin
+	if err := peer.InNetns(tp.OriginNS, func() (err error) {
+		ko, err = loadharness.StartKeepaliveOriginOn(net.ParseIP(tp.OriginSide))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ko.Close()
+	target := ko.Addr()
+	if cp := startMeasured(t, tp, path, ko.Addr(), testpeer.ChildProxyOptions{}); cp != nil {
+		target = cp.Addr
+	}
+	k, _, err := loadharness.DialKeepalive(target, "#!::r=probe/delay,m=publish", 5*time.Second)
+	if err != nil {
+		t.Fatalf("probe caller: %v", err)
+	}
+	defer k.Close()
+	time.Sleep(100 * time.Millisecond) // the ebpf path installs the flow after the conclusion response
+	if err := k.SendProbes(probes, probeEvery, probeSize); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	d := ko.ProbeDelays()
+	t.Logf("%s: %d of %d probes; delay p50 %v p90 %v p99 %v", path, len(d), probes,
+		d.Quantile(0.5), d.Quantile(0.9), d.Quantile(0.99))
+	if len(d) < probes*99/100 {
+		t.Errorf("%s: %d of %d probes arrived", path, len(d), probes)
+	}
+	return d
+}
 
 // sltRTTs reads the RTT (link.rtt, milliseconds) of every statistics
 // report srt-live-transmit wrote, in microseconds, sorted.
@@ -201,13 +309,13 @@ func sltRTTs(t *testing.T, file string) []float64 {
 
 // TestEBPFMeasureSessions is a measurement too (SRT_EBPF_MEASURE=1): the
 // cost per packet of one libsrt stream through the proxy with 10, 1,000
-// and 10,000 idle sessions (keepalives only) beside it, on the socket
-// and the ebpf path. Per packet is the CPU during the stream less the CPU
-// of an idle window as long, over the packets the stream's session
-// counted both ways: the proxy's, and the whole path's (both libsrt
-// peers, the proxy, ksoftirqd). SRT_EBPF_MEASURE_SESSIONS picks the
-// counts (default 10,1000,10000, the last bounded by the descriptor
-// limit).
+// and 10,000 idle sessions (keepalives only) beside it, on each path
+// forced (sessionPaths). Per packet is the CPU during the stream less
+// that of the idle windows before and after it (averaged, scaled to the
+// stream's length), over the packets the stream's session counted both
+// ways: the proxy's, and the whole path's (both libsrt peers, the proxy,
+// ksoftirqd). SRT_EBPF_MEASURE_SESSIONS picks the counts (default
+// 10,1000,10000, the last bounded by the descriptor limit).
 func TestEBPFMeasureSessions(t *testing.T) {
 	if os.Getenv("SRT_EBPF_MEASURE") == "" {
 		t.Skip("a measurement: set SRT_EBPF_MEASURE=1")
@@ -238,7 +346,7 @@ func TestEBPFMeasureSessions(t *testing.T) {
 	}
 	var report strings.Builder
 	for _, n := range counts {
-		for _, path := range []string{"socket", "ebpf"} {
+		for _, path := range sessionPaths() {
 			t.Run(fmt.Sprintf("%s-%d", path, n), func(t *testing.T) {
 				proxy, whole := measurePerPacket(t, path, n)
 				fmt.Fprintf(&report, "%-6s %6d idle sessions: proxy %6.0f ns/packet, whole path %6.0f ns/packet\n", path, n, proxy, whole)
@@ -246,6 +354,16 @@ func TestEBPFMeasureSessions(t *testing.T) {
 		}
 	}
 	t.Log("\n" + report.String())
+}
+
+// sessionPaths are the paths TestEBPFMeasureSessions forces, from
+// SRT_EBPF_MEASURE_PATHS (default socket, listener, ebpf; data_path auto
+// picks one of them and logs which).
+func sessionPaths() []string {
+	if s := os.Getenv("SRT_EBPF_MEASURE_PATHS"); s != "" {
+		return strings.Split(s, ",")
+	}
+	return []string{"socket", "listener", "ebpf"}
 }
 
 // noFile is the descriptor limit the child proxy gets.
@@ -345,10 +463,13 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 	time.Sleep(interopSettle)
 	took := time.Since(start)
 	p2, w2 := cpu()
-	// The idle window scaled to the stream's length.
-	scale := float64(took) / float64(window)
-	proxyStream := float64(p2-p1) - scale*float64(p1-p0)
-	wholeStream := float64(w2-w1) - scale*float64(w1-w0)
+	time.Sleep(window)
+	p3, w3 := cpu()
+	// The idle windows before and after, averaged and scaled to the
+	// stream's length.
+	scale := float64(took) / float64(2*window)
+	proxyStream := float64(p2-p1) - scale*float64(p1-p0+p3-p2)
+	wholeStream := float64(w2-w1) - scale*float64(w1-w0+w3-w2)
 
 	var packets uint64
 	var kernel uint64

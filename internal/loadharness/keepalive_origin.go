@@ -2,6 +2,7 @@ package loadharness
 
 import (
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
 	"net"
@@ -32,6 +33,8 @@ type KeepaliveOrigin struct {
 	byID  map[peerKey]uint32        // caller address + socket → our socket ID
 	done  chan struct{}
 	wg    sync.WaitGroup
+	// delays are the probes' (delay.go) as they arrived.
+	delays Delays
 }
 
 type peerKey struct {
@@ -58,6 +61,10 @@ func StartKeepaliveOriginOn(ip net.IP) (*KeepaliveOrigin, error) {
 		return nil, err
 	}
 	_ = c.SetReadBuffer(4 << 20)
+	if err := timestamping(c); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("receive timestamps: %w", err)
+	}
 	o := &KeepaliveOrigin{conn: c, start: time.Now(), peers: map[uint32]*keepalivePeer{},
 		byID: map[peerKey]uint32{}, done: make(chan struct{})}
 	o.wg.Add(2)
@@ -95,8 +102,9 @@ func (o *KeepaliveOrigin) now() uint32 { return uint32(time.Since(o.start).Micro
 func (o *KeepaliveOrigin) serve() {
 	defer o.wg.Done()
 	buf := make([]byte, wire.MaxDatagram)
+	oob := make([]byte, 128)
 	for {
-		n, from, err := o.conn.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := o.conn.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -109,6 +117,9 @@ func (o *KeepaliveOrigin) serve() {
 			o.mu.Lock()
 			if peer := o.peers[dest]; peer != nil {
 				peer.heard = time.Now()
+				if sent, ok := probeSent(p); ok && len(o.delays) < maxProbes {
+					o.delays = append(o.delays, receivedAt(oob[:oobn]).Sub(sent))
+				}
 				if wire.IsShutdown(p) {
 					delete(o.byID, peerKey{peer.addr, peer.socket})
 					delete(o.peers, dest)

@@ -39,6 +39,9 @@ type Proxy struct {
 	t       testing.TB
 	apps    map[string]any
 	more    []string
+	// route, when set, is the server's one route instead of the srt
+	// matcher and handler (another handler to compare with).
+	route map[string]any
 }
 
 // Options shape a proxy config.
@@ -109,10 +112,7 @@ func (p *Proxy) Config(handler map[string]any) []byte {
 				"servers": map[string]any{
 					"srt": map[string]any{
 						"listen": listenAddrs(p.Addr, p.more),
-						"routes": []any{map[string]any{
-							"match":  []any{map[string]any{"srt": map[string]any{}}},
-							"handle": []any{h},
-						}},
+						"routes": []any{p.routeFor(h)},
 					},
 				},
 			},
@@ -214,4 +214,14 @@ func adminDo(c *http.Client, method, url string, body []byte) ([]byte, error) {
 		return b, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, b)
 	}
 	return b, nil
+}
+
+func (p *Proxy) routeFor(h map[string]any) map[string]any {
+	if p.route != nil {
+		return p.route
+	}
+	return map[string]any{
+		"match":  []any{map[string]any{"srt": map[string]any{}}},
+		"handle": []any{h},
+	}
 }

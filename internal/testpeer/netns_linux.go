@@ -171,6 +171,9 @@ type ChildProxyOptions struct {
 	// NoFile raises the proxy's descriptor limit (prlimit), for many
 	// sessions: two sockets each.
 	NoFile int
+	// Route, when set, replaces the srt route (the handler argument is
+	// then unused): caddy-l4's own proxy handler, to compare with.
+	Route map[string]any
 }
 
 // childConfigEnv tells the test binary, run again, that it is the proxy
@@ -184,7 +187,7 @@ func (tp *Topology) StartChildProxy(t *testing.T, handler map[string]any, o Chil
 	t.Helper()
 	dir := t.TempDir()
 	cp := &ChildProxy{Addr: net.JoinHostPort(tp.ProxyCallerSide, "10080"), socket: filepath.Join(dir, "admin.sock")}
-	p := &Proxy{t: t, Addr: "0.0.0.0:10080", Admin: "unix/" + cp.socket}
+	p := &Proxy{t: t, Addr: "0.0.0.0:10080", Admin: "unix/" + cp.socket, route: o.Route}
 	cp.proxy = p
 	cfg := filepath.Join(dir, "caddy.json")
 	if err := os.WriteFile(cfg, p.Config(handler), 0o600); err != nil {
