@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -333,6 +334,7 @@ func TestEBPFMeasureSessions(t *testing.T) {
 		t.Fatalf("raising the descriptor limit: %v", err)
 	}
 	noFile = int(lim.Max)
+	bpfStats(t)
 	counts := []int{10, 1000, min(10000, (noFile-2000)/2)}
 	if s := os.Getenv("SRT_EBPF_MEASURE_SESSIONS"); s != "" {
 		counts = nil
@@ -366,6 +368,66 @@ func sessionPaths() []string {
 	return []string{"socket", "listener", "ebpf"}
 }
 
+// bpfStats turns on the kernel's accounting of the time each BPF
+// program runs (kernel.bpf_stats_enabled) for the test, and back off after.
+func bpfStats(t *testing.T) {
+	const knob = "/proc/sys/kernel/bpf_stats_enabled"
+	was, err := os.ReadFile(knob)
+	if err != nil {
+		t.Fatalf("bpf_stats: %v", err)
+	}
+	if err := os.WriteFile(knob, []byte("1"), 0o644); err != nil {
+		t.Fatalf("bpf_stats: %v", err)
+	}
+	t.Cleanup(func() { _ = os.WriteFile(knob, was, 0o644) })
+}
+
+// programStats are the runs of the srt_ingress programs attached in
+// the proxy's namespace and the time they took, as bpftool reads them
+// (zero while none is). Programs are global: another process's are not
+// counted.
+type programStats struct{ runs, ns uint64 }
+
+func progStats(t *testing.T, tp *testpeer.Topology) programStats {
+	out, err := tp.Exec("bpftool", "--json", "net", "show")
+	if err != nil {
+		return programStats{}
+	}
+	var nets []struct {
+		TC []struct {
+			Name   string `json:"name"`
+			ProgID int    `json:"prog_id"`
+		} `json:"tc"`
+	}
+	if err := json.Unmarshal([]byte(out), &nets); err != nil {
+		t.Logf("bpftool net show: %v: %s", err, out)
+		return programStats{}
+	}
+	var st programStats
+	seen := map[int]bool{} // one program on both interfaces
+	for _, n := range nets {
+		for _, p := range n.TC {
+			if p.Name != "srt_ingress" || seen[p.ProgID] {
+				continue
+			}
+			seen[p.ProgID] = true
+			b, err := exec.Command("bpftool", "--json", "prog", "show", "id", strconv.Itoa(p.ProgID)).Output()
+			if err != nil {
+				continue
+			}
+			var prog struct {
+				RunTimeNs uint64 `json:"run_time_ns"`
+				RunCnt    uint64 `json:"run_cnt"`
+			}
+			if json.Unmarshal(b, &prog) == nil {
+				st.runs += prog.RunCnt
+				st.ns += prog.RunTimeNs
+			}
+		}
+	}
+	return st
+}
+
 // noFile is the descriptor limit the child proxy gets.
 var noFile int
 
@@ -382,6 +444,9 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 		"idle_timeout":       "120s",
 		"max_pending":        1000,
 		"max_pending_per_ip": 1000,
+		// Every caller comes from one address here.
+		"max_sessions_per_ip":   100000,
+		"handshake_rate_per_ip": 100000,
 		"routes": []any{
 			map[string]any{"resource": []string{"idle/*"}, "to": to(ko.Addr())},
 			map[string]any{"to": to(l.Addr)},
@@ -456,6 +521,7 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 	p0, w0 := cpu()
 	time.Sleep(window)
 	p1, w1 := cpu()
+	prog0 := progStats(t, tp)
 	start := time.Now()
 	if err := c.Feed(data, 13160, time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -463,6 +529,7 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 	time.Sleep(interopSettle)
 	took := time.Since(start)
 	p2, w2 := cpu()
+	prog1 := progStats(t, tp)
 	time.Sleep(window)
 	p3, w3 := cpu()
 	// The idle windows before and after, averaged and scaled to the
@@ -485,6 +552,10 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 	}
 	t.Logf("%s, %d idle (%d live): %d packets (%d in the kernel) in %v; proxy idle %v/%v, streaming %v",
 		path, idle, len(sessions), packets, kernel, took.Round(time.Millisecond), (p1 - p0).Round(time.Millisecond), window, (p2 - p1).Round(time.Millisecond))
+	if runs := prog1.runs - prog0.runs; runs > 0 {
+		t.Logf("%s, %d idle: the program ran %d times during the stream, %.0f ns each (the kernel's bpf_stats)",
+			path, idle, runs, float64(prog1.ns-prog0.ns)/float64(runs))
+	}
 	_ = c.Stop()
 	return proxyStream / float64(packets), wholeStream / float64(packets)
 }
