@@ -30,8 +30,9 @@ import (
 // three rounds, direct, caddy-l4's proxy handler, the socket path
 // (batched and not) and the ebpf path:
 //   - one ~100 Mbit/s libsrt stream: CPU seconds per GB, the proxy's and
-//     the whole path's (both libsrt peers, the proxy, ksoftirqd; the
-//     scheduler's accounting, not tick samples), and libsrt's RTT;
+//     the whole path's (generator and sink, both libsrt peers, the proxy,
+//     ksoftirqd; the scheduler's accounting, not tick samples), and
+//     libsrt's RTT;
 //   - the delay each adds per packet: probes carrying their send time,
 //     from a caller to an origin both in this process (one clock), timed
 //     by the kernel's receive timestamp.
@@ -187,7 +188,9 @@ func measureStream(t *testing.T, path string, data []byte) measured {
 	if !c.Connected() {
 		t.Fatalf("not connected: %s", c.Stderr())
 	}
-	pids := append([]int{0, c.Pid(), l.Pid()}, testpeer.KsoftirqdPids()...)
+	// This process is the generator (it feeds the caller) and the sink
+	// (it reads what the listener delivers).
+	pids := append([]int{0, c.Pid(), l.Pid(), os.Getpid()}, testpeer.KsoftirqdPids()...)
 	if cp != nil {
 		pids[0] = cp.Pid()
 	}
