@@ -558,6 +558,10 @@ func TestEBPFAuto(t *testing.T) {
 			if n := strings.Count(cp.Stderr(), `"msg":"data_path auto","data_path":"`+tc.want+`"`); n != 1 {
 				t.Errorf("the proxy logged auto's choice %d times, want once; stderr:\n%s", n, cp.Stderr())
 			}
+			// This kernel has TCX: the line says how the program is attached.
+			if attach := strings.Contains(cp.Stderr(), `"attach":"tcx"`); attach != (tc.want == "ebpf") {
+				t.Errorf("attach mode logged: %v, want %v; stderr:\n%s", attach, tc.want == "ebpf", cp.Stderr())
+			}
 		})
 	}
 }
