@@ -34,8 +34,14 @@ func autoPath(log *zap.Logger) session.Path {
 		probe := ebpf.Probe()
 		var why string
 		auto.path, why = chooseAuto(probe, ebpf.KernelAtLeast(6, 13))
+		fields := []zap.Field{zap.String("data_path", auto.path.DataPath()), zap.String("why", why), zap.NamedError("ebpf", probe)}
+		if probe == nil {
+			// TCX links, or tc filters that outlive a crash: the operator's to know.
+			mode, modeWhy := ebpf.Attach()
+			fields = append(fields, zap.String("attach", mode), zap.String("attach_why", modeWhy))
+		}
 		if log != nil {
-			log.Info("data_path auto", zap.String("data_path", auto.path.DataPath()), zap.String("why", why), zap.NamedError("ebpf", probe))
+			log.Info("data_path auto", fields...)
 		}
 	})
 	return auto.path

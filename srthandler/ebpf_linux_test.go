@@ -6,6 +6,10 @@ package srthandler_test
 // skip without it, and fail under SRT_PRIVILEGED=required (CI).
 
 import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -47,12 +51,12 @@ func ebpfSessions(t *testing.T, cp *testpeer.ChildProxy) []srthandler.SessionVie
 }
 
 // bpfLeft lists what of the data path the kernel still holds: programs
-// and maps by name (they are global), and the TCX links of the proxy's
-// interfaces as its namespace sees them.
+// and maps by name (they are global), and the TCX links and tc filters of
+// the proxy's interfaces as its namespace sees them.
 func bpfLeft(t *testing.T, tp *testpeer.Topology) []string {
 	t.Helper()
 	var left []string
-	for _, what := range [][]string{{"prog", "show", "name", "srt_ingress"}, {"map", "show", "name", "srt_flows"}} {
+	for _, what := range [][]string{{"prog", "show", "name", "srt_ingress"}, {"map", "show", "name", "srt_flows"}, {"map", "show", "name", "srt_deadline"}} {
 		out, _ := exec.Command("bpftool", what...).CombinedOutput()
 		if s := strings.TrimSpace(string(out)); s != "" && !strings.Contains(s, "Error") {
 			left = append(left, "bpftool "+strings.Join(what, " ")+": "+s)
@@ -66,8 +70,39 @@ func bpfLeft(t *testing.T, tp *testpeer.Topology) []string {
 		if strings.Contains(out, "srt_ingress") {
 			left = append(left, "bpftool net show dev "+ifi+": "+out)
 		}
+		if n := tcFilters(t, tp, ifi); n != 0 {
+			left = append(left, fmt.Sprintf("tc filter show dev %s ingress: %d srt_ingress filters", ifi, n))
+		}
 	}
 	return left
+}
+
+// tcFilters counts the srt_ingress filters at ingress of the proxy's
+// interface ifi, as tc lists them.
+func tcFilters(t *testing.T, tp *testpeer.Topology, ifi string) int {
+	t.Helper()
+	out, err := tp.Exec("tc", "filter", "show", "dev", ifi, "ingress")
+	if err != nil {
+		t.Fatalf("tc filter show dev %s ingress: %v: %s", ifi, err, out)
+	}
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "srt_ingress") {
+			n++
+		}
+	}
+	return n
+}
+
+// tcShow is what tc shows of the proxy's interface ifi: qdisc, or filter
+// at ingress or egress.
+func tcShow(t *testing.T, tp *testpeer.Topology, what, ifi string, dir ...string) string {
+	t.Helper()
+	out, err := tp.Exec("tc", append([]string{what, "show", "dev", ifi}, dir...)...)
+	if err != nil {
+		t.Fatalf("tc %s show dev %s: %v: %s", what, ifi, err, out)
+	}
+	return out
 }
 
 // waitNoBPF fails the test unless bpfLeft empties within a few seconds:
@@ -180,6 +215,165 @@ func TestEBPFStream(t *testing.T) {
 		t.Errorf("the proxy did not stop cleanly; stderr:\n%s", cp.Stderr())
 	}
 	waitNoBPF(t, tp, "after stop")
+}
+
+// ebpfTCEnv makes the child proxy attach by tc filters (clsact, cls_bpf),
+// the mode of kernels before 6.6.
+var ebpfTCEnv = []string{ebpf.AttachEnv + "=" + ebpf.AttachTC}
+
+// TestEBPFTCStream: TestEBPFStream in the tc attach mode. The proxy
+// adds one filter per interface, and a clsact qdisc where there was
+// none; once the last session has ended, and after stop, no program, map
+// or filter is left, nor the clsact it created, while the clsact that was
+// there before (the test's, with a filter of its own) still is.
+func TestEBPFTCStream(t *testing.T) {
+	requireBPFTool(t)
+	testpeer.RequireTool(t, "tc")
+	tp := testpeer.NewTopology(t)
+	callerIf, originIf := tp.ProxyIfaces[0], tp.ProxyIfaces[1]
+	for _, args := range [][]string{
+		{"qdisc", "add", "dev", originIf, "clsact"},
+		{"filter", "add", "dev", originIf, "egress", "prio", "7", "protocol", "ip", "u32", "match", "u32", "0", "0", "classid", "1:1"},
+	} {
+		if out, err := tp.Exec("tc", args...); err != nil {
+			t.Fatalf("tc %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	theirs := func(when string) {
+		t.Helper()
+		if q := tcShow(t, tp, "qdisc", callerIf); strings.Contains(q, "clsact") {
+			t.Errorf("%s: the clsact qdisc the proxy created on %s is left:\n%s", when, callerIf, q)
+		}
+		if q := tcShow(t, tp, "qdisc", originIf); !strings.Contains(q, "clsact") {
+			t.Errorf("%s: the test's clsact qdisc on %s is gone:\n%s", when, originIf, q)
+		}
+		if f := tcShow(t, tp, "filter", originIf, "egress"); !strings.Contains(f, "u32") {
+			t.Errorf("%s: the test's filter on %s is gone:\n%s", when, originIf, f)
+		}
+	}
+
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	cp := tp.StartChildProxy(t, ebpfHandler(l.Addr), testpeer.ChildProxyOptions{Run: ebpfChild, Env: ebpfTCEnv})
+	data := interopPayload(2000)
+	c := ebpfStream(t, cp, l, data)
+	if s := ebpfSessions(t, cp); len(s) != 1 || s[0].DataPath != "ebpf" {
+		t.Errorf("sessions %+v, want one on the ebpf path", s)
+	}
+	if !strings.Contains(cp.Stderr(), `"attach":"tc"`) {
+		t.Errorf("the proxy did not log the tc attach mode; stderr:\n%s", cp.Stderr())
+	}
+	for _, ifi := range tp.ProxyIfaces {
+		if n := tcFilters(t, tp, ifi); n != 1 {
+			t.Errorf("%d srt_ingress filters at ingress of %s during the stream, want 1:\n%s", n, ifi, tcShow(t, tp, "filter", ifi, "ingress"))
+		}
+	}
+	if q := tcShow(t, tp, "qdisc", callerIf); !strings.Contains(q, "clsact") {
+		t.Errorf("no clsact qdisc on %s during the stream:\n%s", callerIf, q)
+	}
+
+	_ = c.Stop()
+	interopCheckListener(t, l, data)
+	waitFor(t, 5*time.Second, "the session to end", func() bool { return len(ebpfSessions(t, cp)) == 0 })
+	waitNoBPF(t, tp, "after the last session ended")
+	theirs("after the last session ended")
+	if err := cp.Stop(); err != nil {
+		t.Logf("stopping the proxy: %v", err)
+	}
+	waitNoBPF(t, tp, "after stop")
+	theirs("after stop")
+}
+
+// TestEBPFTCKilled: a SIGKILLed proxy's tc filters outlive it (a filter
+// is no file descriptor of the process), but its dead-man's deadline,
+// no longer kept ahead, passes within 2 s: from then on a datagram on the
+// killed session's 4-tuple goes to the stack (no socket takes it) instead
+// of to the origin. The next proxy replaces the leftover filter rather
+// than adding a second, and once it is done no program, map or filter is
+// left; the clsact qdisc the killed proxy created stays (the next one did
+// not create it: see docs/ebpf.md).
+func TestEBPFTCKilled(t *testing.T) {
+	requireBPFTool(t)
+	testpeer.RequireTool(t, "tc")
+	tp := testpeer.NewTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	o := testpeer.ChildProxyOptions{Run: ebpfChild, Env: ebpfTCEnv}
+	cp := tp.StartChildProxy(t, ebpfHandler(l.Addr), o)
+	c := ebpfStream(t, cp, l, interopPayload(300))
+	s := ebpfSessions(t, cp)
+	if len(s) != 1 {
+		t.Fatalf("%d sessions, want 1", len(s))
+	}
+	cp.Kill()
+	killed := time.Now()
+	// The peers go too, leaving their addresses to the test's sockets.
+	c.Kill()
+	l.Kill()
+	caller := listenUDP(t, s[0].Caller)
+	origin := listenUDP(t, l.Addr)
+	proxy := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(cp.Addr))
+	// An SRT data packet, as the killed session's caller would send it.
+	datagram := make([]byte, 16+100)
+	binary.BigEndian.PutUint32(datagram[12:], s[0].UpstreamSocket)
+	forwarded := func() bool {
+		t.Helper()
+		if _, err := caller.WriteToUDP(datagram, proxy); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2048)
+		_ = origin.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, from, err := origin.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return false
+		}
+		if from.Addr().String() != tp.ProxyOriginSide || n != len(datagram) {
+			t.Errorf("the origin got %d bytes from %s", n, from)
+		}
+		return true
+	}
+	// Before the deadline the leftover filter still forwards: what the
+	// dead-man's switch is for.
+	fwd := forwarded()
+	t.Logf("%v after SIGKILL: forwarded %v", time.Since(killed).Round(time.Millisecond), fwd)
+	if time.Since(killed) < time.Second && !fwd {
+		t.Errorf("the killed proxy's filter did not forward before its deadline: is the test blind?")
+	}
+	for _, ifi := range tp.ProxyIfaces {
+		if n := tcFilters(t, tp, ifi); n != 1 {
+			t.Errorf("%d srt_ingress filters at ingress of %s after SIGKILL, want the one left", n, ifi)
+		}
+	}
+	time.Sleep(time.Until(killed.Add(3 * time.Second)))
+	if forwarded() {
+		t.Errorf("3 s after SIGKILL the leftover filter still forwards the killed session's datagrams")
+	}
+
+	// The next proxy: exactly one filter of ours per interface.
+	caller.Close()
+	origin.Close()
+	l = testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	cp = tp.StartChildProxy(t, ebpfHandler(l.Addr), o)
+	data := interopPayload(300)
+	c = ebpfStream(t, cp, l, data)
+	for _, ifi := range tp.ProxyIfaces {
+		if n := tcFilters(t, tp, ifi); n != 1 {
+			t.Errorf("%d srt_ingress filters at ingress of %s beside the next proxy, want 1:\n%s", n, ifi, tcShow(t, tp, "filter", ifi, "ingress"))
+		}
+	}
+	_ = c.Stop()
+	interopCheckListener(t, l, data)
+	waitFor(t, 5*time.Second, "the session to end", func() bool { return len(ebpfSessions(t, cp)) == 0 })
+	waitNoBPF(t, tp, "after the next proxy's last session ended")
+}
+
+// listenUDP binds a UDP socket to addr in the test's namespace.
+func listenUDP(t *testing.T, addr string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+	if err != nil {
+		t.Fatalf("binding %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // TestEBPFUpstreamShutdown: the origin's SHUTDOWN (srt-live-transmit
@@ -363,6 +557,10 @@ func TestEBPFAuto(t *testing.T) {
 			interopCheckListener(t, l, data)
 			if n := strings.Count(cp.Stderr(), `"msg":"data_path auto","data_path":"`+tc.want+`"`); n != 1 {
 				t.Errorf("the proxy logged auto's choice %d times, want once; stderr:\n%s", n, cp.Stderr())
+			}
+			// This kernel has TCX: the line says how the program is attached.
+			if attach := strings.Contains(cp.Stderr(), `"attach":"tcx"`); attach != (tc.want == "ebpf") {
+				t.Errorf("attach mode logged: %v, want %v; stderr:\n%s", attach, tc.want == "ebpf", cp.Stderr())
 			}
 		})
 	}

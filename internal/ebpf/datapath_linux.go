@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -16,9 +19,21 @@ import (
 )
 
 // ErrRefused wraps what keeps the program from loading or attaching at
-// all (no CAP_BPF/CAP_NET_ADMIN, a kernel without TCX): no session of the
+// all (no CAP_BPF/CAP_NET_ADMIN, a kernel before 5.10): no session of the
 // process can take the path. Other Install errors concern one flow.
 var ErrRefused = errors.New("ebpf data path refused")
+
+// AttachEnv forces how the program is attached: "tcx" (links, Linux 6.6)
+// or "tc" (a cls_bpf filter of a clsact qdisc), for tests and for hosts
+// whose tooling does not get on with TCX. Unset: tcx where the kernel has
+// it, else tc.
+const AttachEnv = "CADDY_L4_SRT_EBPF_ATTACH"
+
+// The attach modes.
+const (
+	AttachTCX = "tcx"
+	AttachTC  = "tc"
+)
 
 // Flow is an established session as the program sees it.
 type Flow struct {
@@ -54,14 +69,22 @@ type Entry struct {
 	once   sync.Once
 }
 
-// state is the process's: one program, one map, one TCX link per
-// interface in use, whatever the number of sessions and configurations.
+// state is the process's: one program, one map, one attachment (TCX link
+// or tc filter) per interface in use, whatever the number of sessions and
+// configurations.
 var state struct {
 	mu      sync.Mutex
 	refused error // sticky: a load that failed fails again
-	objs    *srtpathObjects
-	gen     uint64 // counts loads, so a stale Entry cannot touch a newer map
-	links   map[int]*ifaceLink
+	// mode is how the program is attached (AttachTCX, AttachTC), and why;
+	// decided at the first load, for the process: the kernel does not
+	// change under it.
+	mode, modeWhy string
+	objs          *srtpathObjects
+	gen           uint64 // counts loads, so a stale Entry cannot touch a newer map
+	links         map[int]*ifaceLink
+	// deadman keeps the program's deadline ahead while a tc filter may
+	// be attached; nil in TCX mode.
+	deadman *deadman
 	entries int
 	// snap is the map as last read whole, at snapAt; snapErr is why the
 	// kernel would not read it in batches.
@@ -73,7 +96,7 @@ var state struct {
 }
 
 type ifaceLink struct {
-	l    link.Link
+	l    io.Closer // a TCX link or our tc filter
 	refs int
 }
 
@@ -264,6 +287,14 @@ func Close() error {
 	return closeLocked()
 }
 
+// Attach says how the program is attached (AttachTCX or AttachTC) and
+// why; empty before the first load.
+func Attach() (mode, why string) {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	return state.mode, state.modeWhy
+}
+
 // Attached lists the interfaces the program is attached to, by index.
 func Attached() []int {
 	state.mu.Lock()
@@ -282,10 +313,27 @@ func loadLocked() error {
 	if state.objs != nil {
 		return nil
 	}
+	// bpf_redirect_neigh: the verifier of an older kernel rejects the
+	// program anyway, this says why.
+	if !KernelAtLeast(5, 10) {
+		state.refused = fmt.Errorf("%w: the program needs Linux 5.10 or later (bpf_redirect_neigh)", ErrRefused)
+		return state.refused
+	}
+	mode, why, forced, err := chooseAttach()
+	if err != nil {
+		state.refused = fmt.Errorf("%w: %w", ErrRefused, err)
+		return state.refused
+	}
 	objs := new(srtpathObjects)
 	if err := loadSrtpathObjects(objs, nil); err != nil {
 		state.refused = fmt.Errorf("%w: loading the program: %w", ErrRefused, err)
 		return state.refused
+	}
+	if state.mode == "" {
+		if mode == AttachTCX && !forced && !haveTCX(objs.SrtIngress) {
+			mode, why = AttachTC, "the kernel does not support TCX links"
+		}
+		state.mode, state.modeWhy = mode, why
 	}
 	state.objs = objs
 	state.gen++
@@ -298,21 +346,94 @@ func attachLocked(ifindex int) error {
 		il.refs++
 		return nil
 	}
-	l, err := link.AttachTCX(link.TCXOptions{
-		Interface: ifindex,
-		Program:   state.objs.SrtIngress,
-		Attach:    ebpf.AttachTCXIngress,
-	})
-	if err != nil {
-		err = fmt.Errorf("%w: attaching to interface %d (TCX ingress, Linux 6.6 or later): %w", ErrRefused, ifindex, err)
-		// No capability, no TCX: no interface will do better.
-		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, ebpf.ErrNotSupported) {
-			state.refused = err
+	var l io.Closer
+	var err error
+	if state.mode == AttachTC {
+		l, err = attachTCLocked(ifindex)
+	} else {
+		l, err = link.AttachTCX(link.TCXOptions{
+			Interface: ifindex,
+			Program:   state.objs.SrtIngress,
+			Attach:    ebpf.AttachTCXIngress,
+		})
+		if err != nil {
+			err = fmt.Errorf("%w: attaching to interface %d (TCX ingress, Linux 6.6 or later): %w", ErrRefused, ifindex, err)
+			// No capability, no TCX: no interface will do better.
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) || errors.Is(err, ebpf.ErrNotSupported) {
+				state.refused = err
+			}
 		}
+	}
+	if err != nil {
 		return err
 	}
 	state.links[ifindex] = &ifaceLink{l: l, refs: 1}
 	return nil
+}
+
+// attachTCLocked attaches the program to ifindex by a tc filter, the
+// dead-man's switch running first: a filter outlives the process.
+func attachTCLocked(ifindex int) (io.Closer, error) {
+	if state.deadman == nil {
+		d, err := startDeadman(state.objs.SrtDeadline)
+		if err != nil {
+			return nil, fmt.Errorf("attaching to interface %d (tc): %w", ifindex, err)
+		}
+		state.deadman = d
+	}
+	f, err := attachTC(ifindex, state.objs.SrtIngress)
+	if err != nil {
+		err = fmt.Errorf("attaching to interface %d (tc: clsact qdisc, cls_bpf filter): %w", ifindex, err)
+		// No capability, no clsact or cls_bpf in this kernel: no interface
+		// will do better. Anything else (another's filter in our place)
+		// is this interface's.
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
+			err = fmt.Errorf("%w: %w", ErrRefused, err)
+			state.refused = err
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// chooseAttach decides the attach mode: AttachEnv's, else TCX from
+// Linux 6.6 on, else tc. forced is AttachEnv's say.
+func chooseAttach() (mode, why string, forced bool, err error) {
+	switch v := os.Getenv(AttachEnv); v {
+	case AttachTCX, AttachTC:
+		return v, AttachEnv + "=" + v, true, nil
+	case "":
+	default:
+		return "", "", false, fmt.Errorf("%s=%q: want %q or %q", AttachEnv, v, AttachTCX, AttachTC)
+	}
+	if KernelAtLeast(6, 6) {
+		return AttachTCX, "Linux 6.6 or later", false, nil
+	}
+	return AttachTC, "Linux before 6.6: no TCX links", false, nil
+}
+
+// haveTCX tries a TCX link to an interface that cannot exist: a kernel
+// with TCX answers "no such device"; one without, not supported. Without
+// CAP_NET_ADMIN the library cannot tell and says "not supported" too:
+// that stays a refusal at the first attach (EPERM), not a switch to tc.
+func haveTCX(prog *ebpf.Program) bool {
+	l, err := link.AttachTCX(link.TCXOptions{Interface: math.MaxInt32, Program: prog, Attach: ebpf.AttachTCXIngress})
+	if err == nil {
+		_ = l.Close()
+		return true
+	}
+	return !errors.Is(err, ebpf.ErrNotSupported) || !haveNetAdmin()
+}
+
+// haveNetAdmin reports whether the process holds CAP_NET_ADMIN; true
+// when it cannot tell (the attach will).
+func haveNetAdmin() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return true
+	}
+	return data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) != 0
 }
 
 func detachLocked(ifindex int) {
@@ -340,6 +461,10 @@ func closeLocked() error {
 	for ifi, il := range state.links {
 		errs = append(errs, il.l.Close())
 		delete(state.links, ifi)
+	}
+	if state.deadman != nil {
+		errs = append(errs, state.deadman.stopAndExpire())
+		state.deadman = nil
 	}
 	errs = append(errs, state.objs.Close())
 	state.objs = nil
@@ -387,14 +512,10 @@ var probe struct {
 }
 
 // Probe reports, once per process, whether the path can work here: the
-// program loads (CAP_BPF and CAP_NET_ADMIN, a verifier that takes it)
-// and the kernel has TCX (6.6). It keeps nothing loaded.
+// program loads (CAP_BPF, Linux 5.10 or later, a verifier that takes it);
+// Attach then says how it will be attached. It keeps nothing loaded.
 func Probe() error {
 	probe.once.Do(func() {
-		if !KernelAtLeast(6, 6) {
-			probe.err = fmt.Errorf("%w: TCX needs Linux 6.6 or later", ErrRefused)
-			return
-		}
 		state.mu.Lock()
 		defer state.mu.Unlock()
 		if err := loadLocked(); err != nil {

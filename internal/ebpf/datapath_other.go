@@ -13,6 +13,13 @@ import (
 // ErrRefused: see datapath_linux.go.
 var ErrRefused = errors.New("ebpf data path refused: Linux only")
 
+// AttachEnv and the attach modes: see datapath_linux.go.
+const (
+	AttachEnv = "CADDY_L4_SRT_EBPF_ATTACH"
+	AttachTCX = "tcx"
+	AttachTC  = "tc"
+)
+
 // Flow: see datapath_linux.go.
 type Flow struct {
 	Caller, Listen, UpstreamLocal, Origin netip.AddrPort
@@ -41,6 +48,9 @@ func (*Entry) Remove() (Counts, Counts) { return Counts{}, Counts{} }
 
 // Close does nothing.
 func Close() error { return nil }
+
+// Attach is undecided: nothing is ever loaded.
+func Attach() (mode, why string) { return "", "" }
 
 // Attached is empty.
 func Attached() []int { return nil }

@@ -3,7 +3,8 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 // The in-kernel data path of an established SRT session (data_path ebpf).
 //
-// Attached at TC ingress (TCX) on the interfaces a session's caller and
+// Attached at TC ingress (a TCX link, or a cls_bpf filter of a clsact
+// qdisc below Linux 6.6) on the interfaces a session's caller and
 // origin traffic come in on. A datagram whose 4-tuple is a live session's
 // (caller -> listener, or origin -> the session's upstream socket) and
 // that carries SRT data, a keepalive, an ACK or an ACKACK is readdressed
@@ -67,6 +68,19 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, struct flow_val);
 } srt_flows SEC(".maps");
+
+// The dead-man's switch, in CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
+// A tc filter (the fallback below Linux 6.6) outlives a killed proxy, so
+// there the proxy keeps this ahead of now while it lives; once it has
+// passed, nothing is forwarded any more: every datagram goes on to the
+// stack, as if the program were not there. 0 is no deadline: TCX links
+// die with the process that holds them.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} srt_deadline SEC(".maps");
 
 #define IP_OFF ETH_HLEN
 #define UDP_OFF (IP_OFF + sizeof(struct iphdr))
@@ -151,6 +165,12 @@ int srt_ingress(struct __sk_buff *skb)
 	__u32 cif = bpf_ntohs(udp->len) - sizeof(struct udphdr) - SRT_HDR;
 	if (!srt_forwarded(srt[0], srt[1], cif))
 		return TC_ACT_UNSPEC;
+	// Only for what would be forwarded: other traffic pays nothing for it.
+	__u32 zero = 0;
+	__u64 *deadline = bpf_map_lookup_elem(&srt_deadline, &zero);
+	__u64 now = bpf_ktime_get_ns();
+	if (!deadline || (*deadline && *deadline < now))
+		return TC_ACT_UNSPEC;
 	// A full ACK: its RCVLASTACK, RTT, RTTVAR, BUFFERLEFT, RCVSPEED,
 	// BANDWIDTH and RCVRATE words.
 	__be32 ack[7] = {};
@@ -196,7 +216,7 @@ int srt_ingress(struct __sk_buff *skb)
 	}
 	__sync_fetch_and_add(&v->packets, 1);
 	__sync_fetch_and_add(&v->bytes, len);
-	v->last_ns = bpf_ktime_get_ns();
+	v->last_ns = now;
 	// The route and the next hop's address are the kernel's to find, as
 	// for a datagram the proxy sent itself.
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);

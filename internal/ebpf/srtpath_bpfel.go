@@ -45,6 +45,7 @@ type srtpathFlowVal struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	srtpathMapSrtDeadline = "srt_deadline"
 	srtpathMapSrtFlows    = "srt_flows"
 	srtpathProgSrtIngress = "srt_ingress"
 )
@@ -98,7 +99,8 @@ type srtpathProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type srtpathMapSpecs struct {
-	SrtFlows *ebpf.MapSpec `ebpf:"srt_flows"`
+	SrtDeadline *ebpf.MapSpec `ebpf:"srt_deadline"`
+	SrtFlows    *ebpf.MapSpec `ebpf:"srt_flows"`
 }
 
 // srtpathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -127,11 +129,13 @@ func (o *srtpathObjects) Close() error {
 //
 // It can be passed to loadSrtpathObjects or ebpf.CollectionSpec.LoadAndAssign.
 type srtpathMaps struct {
-	SrtFlows *ebpf.Map `ebpf:"srt_flows"`
+	SrtDeadline *ebpf.Map `ebpf:"srt_deadline"`
+	SrtFlows    *ebpf.Map `ebpf:"srt_flows"`
 }
 
 func (m *srtpathMaps) Close() error {
 	return _SrtpathClose(
+		m.SrtDeadline,
 		m.SrtFlows,
 	)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -318,6 +319,59 @@ func TestSrtIngressLeaves(t *testing.T) {
 			}
 			if !bytes.Equal(out, tc.in) {
 				t.Errorf("packet changed")
+			}
+		})
+	}
+}
+
+// TestSrtIngressDeadline: the dead-man's switch. With a deadline that has
+// passed (the proxy that kept it ahead is gone), a live flow's datagram
+// goes on untouched to the stack; with none (0) or one still ahead it is
+// forwarded. An expired deadline must not count the datagram either.
+func TestSrtIngressDeadline(t *testing.T) {
+	objs := loadForTest(t)
+	install(t, objs)
+	now := monotonic()
+	for _, tc := range []struct {
+		name     string
+		deadline uint64
+		want     uint32
+	}{
+		{"none", 0, tcActRedirect},
+		{"ahead", now + uint64(time.Hour), tcActRedirect},
+		{"passed", now - uint64(time.Second), tcActUnspec},
+		{"long passed", 1, tcActUnspec},
+		{"ahead again", monotonic() + uint64(time.Hour), tcActRedirect},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := objs.SrtDeadline.Put(uint32(0), tc.deadline); err != nil {
+				t.Fatal(err)
+			}
+			k := keyOf(tCaller, tListen)
+			var before, after srtpathFlowVal
+			if err := objs.SrtFlows.Lookup(&k, &before); err != nil {
+				t.Fatal(err)
+			}
+			for _, in := range [][]byte{
+				packet(tCaller, tListen, srtData(1, 1316), true),
+				packet(tOrigin, tUpLocal, srtControl(1, tSubst, 4), true),
+			} {
+				ret, out := run(t, objs, in)
+				if ret != tc.want {
+					t.Fatalf("verdict %d, want %d", ret, tc.want)
+				}
+				if tc.want == tcActUnspec && !bytes.Equal(out, in) {
+					t.Errorf("packet changed past the deadline")
+				}
+				if tc.want == tcActRedirect && bytes.Equal(out, in) {
+					t.Errorf("forwarded unchanged")
+				}
+			}
+			if err := objs.SrtFlows.Lookup(&k, &after); err != nil {
+				t.Fatal(err)
+			}
+			if counted := after.Packets - before.Packets; (tc.want == tcActRedirect) != (counted == 1) {
+				t.Errorf("counted %d packets, verdict %d", counted, tc.want)
 			}
 		})
 	}

@@ -28,8 +28,9 @@ type offload struct {
 }
 
 // refusedOnce logs, once per process, why sessions that asked for the
-// ebpf path got the socket path.
-var refusedOnce sync.Once
+// ebpf path got the socket path; attachedOnce, how the program is
+// attached where it is (TCX links or tc filters, which outlive a crash).
+var refusedOnce, attachedOnce sync.Once
 
 // startOffload installs the session's flow. link is the session's socket
 // connected to the caller; it and Upstream may already be closed (their
@@ -58,6 +59,10 @@ func (s *Session) startOffload(link Link) {
 		s.Logger.Debug("session not offloaded; socket path", zap.String("session", s.ID), zap.Error(err))
 		return
 	}
+	attachedOnce.Do(func() {
+		mode, why := ebpf.Attach()
+		s.Logger.Info("ebpf data path in use", zap.String("attach", mode), zap.String("why", why))
+	})
 	s.offload.mu.Lock()
 	defer s.offload.mu.Unlock()
 	if s.offload.ended {

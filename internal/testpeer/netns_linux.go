@@ -174,6 +174,9 @@ type ChildProxyOptions struct {
 	// Route, when set, replaces the srt route (the handler argument is
 	// then unused): caddy-l4's own proxy handler, to compare with.
 	Route map[string]any
+	// Env adds "NAME=value" entries to the proxy's environment alone
+	// (env), not the test's.
+	Env []string
 }
 
 // childConfigEnv tells the test binary, run again, that it is the proxy
@@ -200,6 +203,9 @@ func (tp *Topology) StartChildProxy(t *testing.T, handler map[string]any, o Chil
 	}
 	if o.DropCaps {
 		args = append(args, "setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--")
+	}
+	if len(o.Env) > 0 {
+		args = append(append(args, "env"), o.Env...)
 	}
 	args = append(args, os.Args[0], "-test.run=^"+o.Run+"$", "-test.v", "-test.timeout=10m")
 	cp.Process = startProcess(t, false, nil, "ip", args...)
