@@ -97,9 +97,12 @@ func startMeasured(t *testing.T, tp *testpeer.Topology, path, origin string, o t
 
 // measured is one round of one path.
 type measured struct {
-	proxyPerGB, wholePerGB float64 // CPU seconds per GB
-	rtt                    float64 // libsrt's, median of the round, µs
-	delays                 loadharness.Delays
+	// CPU seconds per GB: the proxy's; the path's (both libsrt peers,
+	// the proxy, ksoftirqd); the whole path's (that and the generator and
+	// sink, this process).
+	proxyPerGB, pathPerGB, wholePerGB float64
+	rtt                               float64 // libsrt's, median of the round, µs
+	delays                            loadharness.Delays
 }
 
 // measurement collects the rounds, by path.
@@ -131,9 +134,10 @@ func (m *measurement) report() string {
 		v, _ := m.medianOf("direct", func(r measured) float64 { return us(r.delays.Quantile(q)) })
 		return v
 	}
-	fmt.Fprintf(&b, "%-16s %-22s %-22s %-10s %-26s %s\n", "path", "proxy CPU-s/GB", "whole path CPU-s/GB", "RTT µs", "added delay p50/p90/p99 µs", "rounds")
+	fmt.Fprintf(&b, "%-16s %-16s %-26s %-26s %-8s %-24s %s\n", "path", "proxy CPU-s/GB", "peers+kernel CPU-s/GB", "whole path CPU-s/GB", "RTT µs", "added delay p50/p90/p99 µs", "rounds")
 	for _, path := range measurePaths {
 		p, _ := m.medianOf(path, func(r measured) float64 { return r.proxyPerGB })
+		pp, pps := m.medianOf(path, func(r measured) float64 { return r.pathPerGB })
 		w, ws := m.medianOf(path, func(r measured) float64 { return r.wholePerGB })
 		rtt, _ := m.medianOf(path, func(r measured) float64 { return r.rtt })
 		var added [3]float64
@@ -141,7 +145,7 @@ func (m *measurement) report() string {
 			v, _ := m.medianOf(path, func(r measured) float64 { return us(r.delays.Quantile(q)) })
 			added[i] = v - directDelay(q)
 		}
-		fmt.Fprintf(&b, "%-16s %-22.2f %-22s %-10.0f %-26s %d\n", path, p, fmt.Sprintf("%.2f %.2f", w, ws), rtt,
+		fmt.Fprintf(&b, "%-16s %-16.2f %-26s %-26s %-8.0f %-24s %d\n", path, p, fmt.Sprintf("%.2f %.2f", pp, pps), fmt.Sprintf("%.2f %.2f", w, ws), rtt,
 			fmt.Sprintf("%.1f / %.1f / %.1f", added[0], added[1], added[2]), len(m.rounds[path]))
 	}
 	d, _ := m.medianOf("direct", func(r measured) float64 { return us(r.delays.Quantile(0.5)) })
@@ -154,11 +158,16 @@ func (m *measurement) report() string {
 	proxy := func(r measured) float64 { return r.proxyPerGB }
 	fmt.Fprintf(&b, "proxy CPU/GB: ebpf %.3fx socket (target <= 0.05x); socket %.2fx l4proxy, ebpf %.3fx l4proxy\n",
 		ratio("ebpf", "socket", proxy), ratio("socket", "l4proxy", proxy), ratio("ebpf", "l4proxy", proxy))
-	direct, _ := m.medianOf("direct", func(r measured) float64 { return r.wholePerGB })
-	for _, path := range []string{"l4proxy", "socket-unbatched", "ebpf"} {
-		beyond, _ := m.medianOf(path, func(r measured) float64 { return r.wholePerGB - direct })
-		socket, _ := m.medianOf("socket", func(r measured) float64 { return r.wholePerGB - direct })
-		fmt.Fprintf(&b, "%-16s whole path beyond direct: %.2f CPU-s/GB, %.2fx the socket path's (%.2f)\n", path, beyond, beyond/socket, socket)
+	for _, what := range []struct {
+		name string
+		f    func(measured) float64
+	}{{"peers+kernel", func(r measured) float64 { return r.pathPerGB }}, {"whole path", func(r measured) float64 { return r.wholePerGB }}} {
+		direct, _ := m.medianOf("direct", what.f)
+		socket, _ := m.medianOf("socket", func(r measured) float64 { return what.f(r) - direct })
+		for _, path := range []string{"l4proxy", "socket-unbatched", "ebpf"} {
+			beyond, _ := m.medianOf(path, func(r measured) float64 { return what.f(r) - direct })
+			fmt.Fprintf(&b, "%-16s %s beyond direct: %.2f CPU-s/GB, %.2fx the socket path's (%.2f)\n", path, what.name, beyond, beyond/socket, socket)
+		}
 	}
 	ebpf, _ := m.medianOf("ebpf", func(r measured) float64 { return us(r.delays.Quantile(0.5)) })
 	fmt.Fprintf(&b, "ebpf: added delay, median %.1f µs (target <= 20)\n", ebpf-d)
@@ -194,7 +203,7 @@ func measureStream(t *testing.T, path string, data []byte) measured {
 	if cp != nil {
 		pids[0] = cp.Pid()
 	}
-	cpu := func() (proxy, whole time.Duration) {
+	cpu := func() (proxy, path, whole time.Duration) {
 		for i, pid := range pids {
 			if pid == 0 {
 				continue
@@ -203,11 +212,14 @@ func measureStream(t *testing.T, path string, data []byte) measured {
 			if i == 0 {
 				proxy = d
 			}
+			if pid != os.Getpid() {
+				path += d
+			}
 			whole += d
 		}
-		return proxy, whole
+		return proxy, path, whole
 	}
-	p0, w0 := cpu()
+	p0, pp0, w0 := cpu()
 	c0, o0 := testpeer.CPUTime(c.Pid()), testpeer.CPUTime(l.Pid())
 	start := time.Now()
 	if err := c.Feed(data, 13160, time.Millisecond); err != nil {
@@ -215,7 +227,7 @@ func measureStream(t *testing.T, path string, data []byte) measured {
 	}
 	fed := time.Since(start)
 	time.Sleep(interopSettle)
-	p1, w1 := cpu()
+	p1, pp1, w1 := cpu()
 	t.Logf("%s: fed in %v; caller CPU %v, origin CPU %v", path, fed.Round(time.Millisecond),
 		(testpeer.CPUTime(c.Pid()) - c0).Round(time.Millisecond), (testpeer.CPUTime(l.Pid()) - o0).Round(time.Millisecond))
 	gb := float64(len(data)) / 1e9
@@ -237,7 +249,8 @@ func measureStream(t *testing.T, path string, data []byte) measured {
 	}
 	rtts := sltRTTs(t, stats)
 	t.Logf("%s: libsrt's RTT, median of %d reports: %.0f us", path, len(rtts), median(rtts))
-	return measured{proxyPerGB: (p1 - p0).Seconds() / gb, wholePerGB: (w1 - w0).Seconds() / gb, rtt: median(rtts)}
+	return measured{proxyPerGB: (p1 - p0).Seconds() / gb, pathPerGB: (pp1 - pp0).Seconds() / gb,
+		wholePerGB: (w1 - w0).Seconds() / gb, rtt: median(rtts)}
 }
 
 // Delay probes: how many, how often, how large (a libsrt data packet's
@@ -385,47 +398,34 @@ func bpfStats(t *testing.T) {
 	t.Cleanup(func() { _ = os.WriteFile(knob, was, 0o644) })
 }
 
-// programStats are the runs of the srt_ingress programs attached in
-// the proxy's namespace and the time they took, as bpftool reads them
-// (zero while none is). Programs are global: another process's are not
-// counted.
-type programStats struct{ runs, ns uint64 }
+// programStats are the runs of the srt_ingress programs loaded and the
+// time they took, as bpftool reads them (zero while none is). Programs
+// are global, and this bpftool (7.1) cannot tell which namespace's TCX
+// link holds one: progs says how many were counted, to catch another
+// process's.
+type programStats struct{ runs, ns, progs uint64 }
 
-func progStats(t *testing.T, tp *testpeer.Topology) programStats {
-	out, err := tp.Exec("bpftool", "--json", "net", "show")
+func progStats(t *testing.T) programStats {
+	out, err := exec.Command("bpftool", "--json", "prog", "show").Output()
 	if err != nil {
+		t.Logf("bpftool prog show: %v", err)
 		return programStats{}
 	}
-	var nets []struct {
-		TC []struct {
-			Name   string `json:"name"`
-			ProgID int    `json:"prog_id"`
-		} `json:"tc"`
+	var progs []struct {
+		Name      string `json:"name"`
+		RunTimeNs uint64 `json:"run_time_ns"`
+		RunCnt    uint64 `json:"run_cnt"`
 	}
-	if err := json.Unmarshal([]byte(out), &nets); err != nil {
-		t.Logf("bpftool net show: %v: %s", err, out)
+	if err := json.Unmarshal(out, &progs); err != nil {
+		t.Logf("bpftool prog show: %v", err)
 		return programStats{}
 	}
 	var st programStats
-	seen := map[int]bool{} // one program on both interfaces
-	for _, n := range nets {
-		for _, p := range n.TC {
-			if p.Name != "srt_ingress" || seen[p.ProgID] {
-				continue
-			}
-			seen[p.ProgID] = true
-			b, err := exec.Command("bpftool", "--json", "prog", "show", "id", strconv.Itoa(p.ProgID)).Output()
-			if err != nil {
-				continue
-			}
-			var prog struct {
-				RunTimeNs uint64 `json:"run_time_ns"`
-				RunCnt    uint64 `json:"run_cnt"`
-			}
-			if json.Unmarshal(b, &prog) == nil {
-				st.runs += prog.RunCnt
-				st.ns += prog.RunTimeNs
-			}
+	for _, p := range progs {
+		if p.Name == "srt_ingress" {
+			st.runs += p.RunCnt
+			st.ns += p.RunTimeNs
+			st.progs++
 		}
 	}
 	return st
@@ -524,7 +524,7 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 	p0, w0 := cpu()
 	time.Sleep(window)
 	p1, w1 := cpu()
-	prog0 := progStats(t, tp)
+	prog0 := progStats(t)
 	start := time.Now()
 	if err := c.Feed(data, 13160, time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -532,7 +532,7 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 	time.Sleep(interopSettle)
 	took := time.Since(start)
 	p2, w2 := cpu()
-	prog1 := progStats(t, tp)
+	prog1 := progStats(t)
 	time.Sleep(window)
 	p3, w3 := cpu()
 	// The idle windows before and after, averaged and scaled to the
@@ -556,8 +556,8 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 	t.Logf("%s, %d idle (%d live): %d packets (%d in the kernel) in %v; proxy idle %v/%v, streaming %v",
 		path, idle, len(sessions), packets, kernel, took.Round(time.Millisecond), (p1 - p0).Round(time.Millisecond), window, (p2 - p1).Round(time.Millisecond))
 	if runs := prog1.runs - prog0.runs; runs > 0 {
-		t.Logf("%s, %d idle: the program ran %d times during the stream, %.0f ns each (the kernel's bpf_stats)",
-			path, idle, runs, float64(prog1.ns-prog0.ns)/float64(runs))
+		t.Logf("%s, %d idle: the program ran %d times during the stream, %.0f ns each (the kernel's bpf_stats; %d program loaded)",
+			path, idle, runs, float64(prog1.ns-prog0.ns)/float64(runs), prog1.progs)
 	}
 	_ = c.Stop()
 	return proxyStream / float64(packets), wholeStream / float64(packets)
