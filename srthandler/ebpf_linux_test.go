@@ -1,9 +1,10 @@
 package srthandler_test
 
-// The ebpf data path end to end: the proxy in a network namespace of its
-// own (a child process, see testpeer.Topology), libsrt peers in the
-// test's namespace on either side of it over veth pairs. Root only; they
-// skip without it, and fail under SRT_PRIVILEGED=required (CI).
+// The ebpf data path end to end, in three network namespaces: callers in
+// the test's, the proxy in one of its own (a child process, see
+// testpeer.Topology), origins in a third behind it, joined by veth pairs
+// (NewRoutedTopology). Root only; they skip without it, and fail under
+// SRT_PRIVILEGED=required (CI).
 
 import (
 	"encoding/binary"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/srtroute/caddy-l4-srt/internal/ebpf"
+	"github.com/srtroute/caddy-l4-srt/internal/peer"
+	"github.com/srtroute/caddy-l4-srt/internal/srtbackend"
 	"github.com/srtroute/caddy-l4-srt/internal/testpeer"
 	"github.com/srtroute/caddy-l4-srt/srthandler"
 )
@@ -173,8 +176,8 @@ func ebpfStreamWith(t *testing.T, cp *testpeer.ChildProxy, o testpeer.SLTOptions
 // once the last session has ended nothing of the program is left.
 func TestEBPFStream(t *testing.T) {
 	requireBPFTool(t)
-	tp := testpeer.NewTopology(t)
-	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	cp := ebpfProxy(t, tp, l.Addr, false)
 	data := interopPayload(2000)
 	c := ebpfStream(t, cp, l, data)
@@ -229,7 +232,7 @@ var ebpfTCEnv = []string{ebpf.AttachEnv + "=" + ebpf.AttachTC}
 func TestEBPFTCStream(t *testing.T) {
 	requireBPFTool(t)
 	testpeer.RequireTool(t, "tc")
-	tp := testpeer.NewTopology(t)
+	tp := testpeer.NewRoutedTopology(t)
 	callerIf, originIf := tp.ProxyIfaces[0], tp.ProxyIfaces[1]
 	for _, args := range [][]string{
 		{"qdisc", "add", "dev", originIf, "clsact"},
@@ -252,7 +255,7 @@ func TestEBPFTCStream(t *testing.T) {
 		}
 	}
 
-	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	cp := tp.StartChildProxy(t, ebpfHandler(l.Addr), testpeer.ChildProxyOptions{Run: ebpfChild, Env: ebpfTCEnv})
 	data := interopPayload(2000)
 	c := ebpfStream(t, cp, l, data)
@@ -294,8 +297,8 @@ func TestEBPFTCStream(t *testing.T) {
 func TestEBPFTCKilled(t *testing.T) {
 	requireBPFTool(t)
 	testpeer.RequireTool(t, "tc")
-	tp := testpeer.NewTopology(t)
-	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	o := testpeer.ChildProxyOptions{Run: ebpfChild, Env: ebpfTCEnv}
 	cp := tp.StartChildProxy(t, ebpfHandler(l.Addr), o)
 	c := ebpfStream(t, cp, l, interopPayload(300))
@@ -309,7 +312,8 @@ func TestEBPFTCKilled(t *testing.T) {
 	c.Kill()
 	l.Kill()
 	caller := listenUDP(t, s[0].Caller)
-	origin := listenUDP(t, l.Addr)
+	var origin *net.UDPConn
+	inNetns(t, tp.OriginNS, func() { origin = listenUDP(t, l.Addr) })
 	proxy := net.UDPAddrFromAddrPort(netip.MustParseAddrPort(cp.Addr))
 	// An SRT data packet, as the killed session's caller would send it.
 	datagram := make([]byte, 16+100)
@@ -350,7 +354,7 @@ func TestEBPFTCKilled(t *testing.T) {
 	// The next proxy: exactly one filter of ours per interface.
 	caller.Close()
 	origin.Close()
-	l = testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	l = testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	cp = tp.StartChildProxy(t, ebpfHandler(l.Addr), o)
 	data := interopPayload(300)
 	c = ebpfStream(t, cp, l, data)
@@ -365,7 +369,16 @@ func TestEBPFTCKilled(t *testing.T) {
 	waitNoBPF(t, tp, "after the next proxy's last session ended")
 }
 
-// listenUDP binds a UDP socket to addr in the test's namespace.
+// inNetns runs fn with its sockets opened in the named network
+// namespace (the origins' of a routed topology).
+func inNetns(t *testing.T, ns string, fn func()) {
+	t.Helper()
+	if err := peer.InNetns(ns, func() error { fn(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listenUDP binds a UDP socket to addr in the calling thread's namespace.
 func listenUDP(t *testing.T, addr string) *net.UDPConn {
 	t.Helper()
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
@@ -380,8 +393,8 @@ func listenUDP(t *testing.T, addr string) *net.UDPConn {
 // listener stopped) reaches the caller and ends the session.
 func TestEBPFUpstreamShutdown(t *testing.T) {
 	requireBPFTool(t)
-	tp := testpeer.NewTopology(t)
-	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	cp := ebpfProxy(t, tp, l.Addr, false)
 	c := ebpfStream(t, cp, l, interopPayload(300))
 	_ = l.Stop()
@@ -395,8 +408,8 @@ func TestEBPFUpstreamShutdown(t *testing.T) {
 // TestEBPFKilled: a SIGKILLed proxy leaves no program, link or map.
 func TestEBPFKilled(t *testing.T) {
 	requireBPFTool(t)
-	tp := testpeer.NewTopology(t)
-	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	cp := ebpfProxy(t, tp, l.Addr, false)
 	ebpfStream(t, cp, l, interopPayload(300))
 	if len(bpfLeft(t, tp)) == 0 {
@@ -411,8 +424,8 @@ func TestEBPFKilled(t *testing.T) {
 func TestEBPFRefused(t *testing.T) {
 	testpeer.RequirePrivileged(t)
 	testpeer.RequireTool(t, "setpriv")
-	tp := testpeer.NewTopology(t)
-	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	cp := ebpfProxy(t, tp, l.Addr, true)
 	data := interopPayload(300)
 	c := testpeer.StartSLTCaller(t, cp.Addr, "#!::r=live/ebpf,m=publish", testpeer.SLTOptions{})
@@ -439,8 +452,8 @@ func TestEBPFRefused(t *testing.T) {
 // a config reload made midway; the session stays on the ebpf path.
 func TestEBPFEncryptedAndReload(t *testing.T) {
 	requireBPFTool(t)
-	tp := testpeer.NewTopology(t)
-	o := testpeer.SLTOptions{Passphrase: "ebpf-path-secret", Host: tp.OriginSide}
+	tp := testpeer.NewRoutedTopology(t)
+	o := testpeer.SLTOptions{Passphrase: "ebpf-path-secret", Host: tp.OriginSide, Netns: tp.OriginNS}
 	l := testpeer.StartSLTListener(t, o)
 	cp := ebpfProxy(t, tp, l.Addr, false)
 	data := interopPayload(2000)
@@ -468,8 +481,9 @@ func TestEBPFEncryptedAndReload(t *testing.T) {
 // TestEBPFGosrt: a gosrt stream on the ebpf path, every byte delivered.
 func TestEBPFGosrt(t *testing.T) {
 	requireBPFTool(t)
-	tp := testpeer.NewTopology(t)
-	b := startBackendAt(t, "gosrt", tp.OriginSide+":0")
+	tp := testpeer.NewRoutedTopology(t)
+	var b *srtbackend.Server
+	inNetns(t, tp.OriginNS, func() { b = startBackendAt(t, "gosrt", tp.OriginSide+":0") })
 	cp := ebpfProxy(t, tp, b.Addr(), false)
 	conn, err := testpeer.Dial(cp.Addr, "#!::r=live/gosrt,m=publish", testpeer.DialOptions{})
 	if err != nil {
@@ -499,8 +513,8 @@ func TestEBPFGosrt(t *testing.T) {
 // leaves the kernel.
 func TestEBPFIdle(t *testing.T) {
 	requireBPFTool(t)
-	tp := testpeer.NewTopology(t)
-	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	h := ebpfHandler(l.Addr)
 	h["idle_timeout"] = "1s"
 	cp := tp.StartChildProxy(t, h, testpeer.ChildProxyOptions{Run: ebpfChild})
@@ -535,8 +549,8 @@ func TestEBPFAuto(t *testing.T) {
 		{"no capabilities", true, map[bool]string{true: "socket", false: "listener"}[ebpf.KernelAtLeast(6, 13)]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tp := testpeer.NewTopology(t)
-			l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide})
+			tp := testpeer.NewRoutedTopology(t)
+			l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 			h := ebpfHandler(l.Addr)
 			h["data_path"] = "auto"
 			cp := tp.StartChildProxy(t, h, testpeer.ChildProxyOptions{Run: ebpfChild, DropCaps: tc.dropCaps})
