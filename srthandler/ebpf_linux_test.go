@@ -59,7 +59,7 @@ func ebpfSessions(t *testing.T, cp *testpeer.ChildProxy) []srthandler.SessionVie
 func bpfLeft(t *testing.T, tp *testpeer.Topology) []string {
 	t.Helper()
 	var left []string
-	for _, what := range [][]string{{"prog", "show", "name", "srt_ingress"}, {"map", "show", "name", "srt_flows"}, {"map", "show", "name", "srt_deadline"}} {
+	for _, what := range [][]string{{"prog", "show", "name", "srt_ingress"}, {"map", "show", "name", "srt_flows"}, {"map", "show", "name", "srt_flows6"}, {"map", "show", "name", "srt_deadline"}} {
 		out, _ := exec.Command("bpftool", what...).CombinedOutput()
 		if s := strings.TrimSpace(string(out)); s != "" && !strings.Contains(s, "Error") {
 			left = append(left, "bpftool "+strings.Join(what, " ")+": "+s)
@@ -218,6 +218,79 @@ func TestEBPFStream(t *testing.T) {
 		t.Errorf("the proxy did not stop cleanly; stderr:\n%s", cp.Stderr())
 	}
 	waitNoBPF(t, tp, "after stop")
+}
+
+// TestEBPFStreamIPv6: TestEBPFStream with caller, proxy and origin on
+// IPv6: the stream arrives whole and in order, the kernel forwarding it
+// (srt_flows6), and nothing is left after the last session and after
+// stop.
+func TestEBPFStreamIPv6(t *testing.T) {
+	requireBPFTool(t)
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide6, Netns: tp.OriginNS})
+	cp := ebpfProxy(t, tp, l.Addr, false)
+	// The proxy listens on every address of its namespace, IPv6 too.
+	cp.Addr = net.JoinHostPort(tp.ProxyCallerSide6, "10080")
+	data := interopPayload(2000)
+	c := ebpfStream(t, cp, l, data)
+
+	s := ebpfSessions(t, cp)
+	if len(s) != 1 {
+		t.Fatalf("%d sessions, want 1", len(s))
+	}
+	v := s[0]
+	if caller, err := netip.ParseAddrPort(v.Caller); err != nil || caller.Addr().String() != tp.CallerSide6 {
+		t.Errorf("caller %q, want %s (IPv6)", v.Caller, tp.CallerSide6)
+	}
+	if v.DataPath != "ebpf" {
+		t.Errorf("data_path %q, want ebpf", v.DataPath)
+	}
+	if user := v.FromCaller.Packets - v.FromCaller.KernelPackets; user > 20 {
+		t.Errorf("the relay took %d of the caller's %d packets; want nearly none", user, v.FromCaller.Packets)
+	}
+	if user := v.FromUpstream.Packets - v.FromUpstream.KernelPackets; v.FromUpstream.Packets == 0 || user > 20 {
+		t.Errorf("the relay took %d of the origin's %d packets; want nearly none of some", user, v.FromUpstream.Packets)
+	}
+	if v.UpstreamView == nil || v.UpstreamView.RTTMillis <= 0 {
+		t.Errorf("upstream_view %+v; want the origin's ACK figures", v.UpstreamView)
+	}
+
+	_ = c.Stop()
+	interopCheckListener(t, l, data)
+	waitFor(t, 5*time.Second, "the session to end", func() bool { return len(ebpfSessions(t, cp)) == 0 })
+	waitNoBPF(t, tp, "after the last session ended")
+	if err := cp.Stop(); err != nil {
+		t.Logf("stopping the proxy: %v", err)
+	}
+	waitNoBPF(t, tp, "after stop")
+}
+
+// TestEBPFMixedFamilies: an IPv6 caller of an IPv4 origin cannot be
+// readdressed in the kernel: the session stays on the socket path, whole.
+func TestEBPFMixedFamilies(t *testing.T) {
+	requireBPFTool(t)
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
+	cp := ebpfProxy(t, tp, l.Addr, false)
+	cp.Addr = net.JoinHostPort(tp.ProxyCallerSide6, "10080")
+	data := interopPayload(300)
+	c := testpeer.StartSLTCaller(t, cp.Addr, "#!::r=live/ebpf,m=publish", testpeer.SLTOptions{})
+	if !c.Connected() {
+		t.Fatalf("srt-live-transmit did not connect to %s; stderr:\n%s", cp.Addr, c.Stderr())
+	}
+	if err := c.Feed(data, 1316, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	s := ebpfSessions(t, cp)
+	if len(s) != 1 || s[0].DataPath != "socket" || s[0].FromCaller.KernelPackets != 0 {
+		t.Errorf("sessions %+v, want one on the socket path", s)
+	}
+	if left := bpfLeft(t, tp); len(left) != 0 {
+		t.Errorf("the program is loaded for a session it cannot offload:\n%s", strings.Join(left, "\n"))
+	}
+	time.Sleep(interopSettle)
+	_ = c.Stop()
+	interopCheckListener(t, l, data)
 }
 
 // ebpfTCEnv makes the child proxy attach by tc filters (clsact, cls_bpf),

@@ -63,8 +63,12 @@ type Counts struct {
 // Entry is a flow installed in the program's map. Remove it when the
 // session ends.
 type Entry struct {
-	keys   [2]srtpathFlowKey // from the caller, from the origin
-	ifaces [2]int            // where each comes in
+	// From the caller, from the origin: keys4 for an IPv4 flow, keys6
+	// (v6) for an IPv6 one.
+	keys4  [2]srtpathFlowKey
+	keys6  [2]srtpathFlowKey6
+	v6     bool
+	ifaces [2]int // where each comes in
 	gen    uint64
 	once   sync.Once
 }
@@ -86,13 +90,8 @@ var state struct {
 	// be attached; nil in TCX mode.
 	deadman *deadman
 	entries int
-	// snap is the map as last read whole, at snapAt; snapErr is why the
-	// kernel would not read it in batches.
-	snap      map[srtpathFlowKey]srtpathFlowVal
-	snapAt    time.Time
-	snapErr   error
-	batchKeys []srtpathFlowKey
-	batchVals []srtpathFlowVal
+	flows4  *flowTable[srtpathFlowKey, srtpathFlowVal]
+	flows6  *flowTable[srtpathFlowKey6, srtpathFlowVal6]
 }
 
 type ifaceLink struct {
@@ -104,10 +103,9 @@ type ifaceLink struct {
 // attaching it where f's datagrams come in as needed. An error wrapping
 // ErrRefused means the path is unavailable to the whole process.
 func Install(f Flow) (*Entry, error) {
-	for _, ap := range []netip.AddrPort{f.Caller, f.Listen, f.UpstreamLocal, f.Origin} {
-		if !ap.Addr().Unmap().Is4() {
-			return nil, fmt.Errorf("flow %s: only IPv4 is offloaded", f.Caller)
-		}
+	v6, err := f.family()
+	if err != nil {
+		return nil, err
 	}
 	// Each direction leaves where the other comes in (symmetric routing);
 	// where it does not, its datagrams simply reach the sockets.
@@ -119,14 +117,7 @@ func Install(f Flow) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Entry{
-		keys:   [2]srtpathFlowKey{keyOf(f.Caller, f.Listen), keyOf(f.Origin, f.UpstreamLocal)},
-		ifaces: [2]int{toCaller.Index, toOrigin.Index},
-	}
-	vals := [2]srtpathFlowVal{
-		valOf(f.UpstreamLocal, f.Origin, toOrigin.Index, 0),
-		valOf(f.Listen, f.Caller, toCaller.Index, f.RewriteSocket),
-	}
+	e := &Entry{v6: v6, ifaces: [2]int{toCaller.Index, toOrigin.Index}}
 
 	state.mu.Lock()
 	defer state.mu.Unlock()
@@ -139,19 +130,25 @@ func Install(f Flow) (*Entry, error) {
 		for _, ifi := range e.ifaces[:attached] {
 			detachLocked(ifi)
 		}
-		for _, k := range e.keys {
-			_ = state.objs.SrtFlows.Delete(&k)
-		}
+		e.removeLocked()
 		unloadIfIdleLocked()
 	}
-	for i, k := range e.keys {
-		if err := state.objs.SrtFlows.Update(&k, &vals[i], ebpf.UpdateNoExist); err != nil {
-			if i == 1 {
-				_ = state.objs.SrtFlows.Delete(&e.keys[0])
-			}
-			unloadIfIdleLocked()
-			return nil, fmt.Errorf("flow %s: map entry: %w", f.Caller, err)
-		}
+	if v6 {
+		e.keys6 = [2]srtpathFlowKey6{keyOf6(f.Caller, f.Listen), keyOf6(f.Origin, f.UpstreamLocal)}
+		err = state.flows6.insert(e.keys6, [2]srtpathFlowVal6{
+			valOf6(f.UpstreamLocal, f.Origin, toOrigin.Index, 0),
+			valOf6(f.Listen, f.Caller, toCaller.Index, f.RewriteSocket),
+		})
+	} else {
+		e.keys4 = [2]srtpathFlowKey{keyOf(f.Caller, f.Listen), keyOf(f.Origin, f.UpstreamLocal)}
+		err = state.flows4.insert(e.keys4, [2]srtpathFlowVal{
+			valOf(f.UpstreamLocal, f.Origin, toOrigin.Index, 0),
+			valOf(f.Listen, f.Caller, toCaller.Index, f.RewriteSocket),
+		})
+	}
+	if err != nil {
+		unloadIfIdleLocked()
+		return nil, fmt.Errorf("flow %s: map entry: %w", f.Caller, err)
 	}
 	for _, ifi := range e.ifaces {
 		if err := attachLocked(ifi); err != nil {
@@ -162,6 +159,37 @@ func Install(f Flow) (*Entry, error) {
 	}
 	state.entries++
 	return e, nil
+}
+
+// family says whether f is an IPv6 flow (else IPv4): its four addresses
+// must be of one family, v4-mapped IPv6 ones (a dual-stack socket's)
+// counting as IPv4. A datagram cannot be turned from one family into the
+// other by substituting addresses, so mixed flows stay with the relay.
+// IPv6 link-local addresses need their interface (zone) at every step,
+// which the flow map and the route query do not carry: not offloaded.
+func (f Flow) family() (v6 bool, err error) {
+	aps := [4]netip.AddrPort{f.Caller, f.Listen, f.UpstreamLocal, f.Origin}
+	v6 = !aps[0].Addr().Unmap().Is4()
+	for _, ap := range aps {
+		a := ap.Addr().Unmap()
+		if !a.IsValid() || a.Is4() == v6 {
+			return false, fmt.Errorf("flow %s: caller %s, listener %s, upstream socket %s and origin %s not all of one address family: not offloaded",
+				f.Caller, f.Caller, f.Listen, f.UpstreamLocal, f.Origin)
+		}
+		if a.Is6() && (a.IsLinkLocalUnicast() || a.Zone() != "") {
+			return false, fmt.Errorf("flow %s: link-local address %s: not offloaded", f.Caller, a)
+		}
+	}
+	return v6, nil
+}
+
+// removeLocked takes e's entries out of its family's map.
+func (e *Entry) removeLocked() {
+	if e.v6 {
+		state.flows6.remove(e.keys6)
+	} else {
+		state.flows4.remove(e.keys4)
+	}
 }
 
 // Counts reads what the program forwarded from the caller and from the
@@ -175,26 +203,28 @@ func (e *Entry) Counts() (fromCaller, fromOrigin Counts) {
 	return e.countsLocked(false)
 }
 
-// countsLocked reads the entry's counts from the snapshot, or from the
-// map itself when fresh or when the snapshot cannot be taken.
+// countsLocked reads the entry's counts from its map's snapshot, or
+// from the map itself when fresh or when the snapshot cannot be taken.
 func (e *Entry) countsLocked(fresh bool) (fromCaller, fromOrigin Counts) {
-	var c [2]Counts
-	if !fresh {
-		fresh = state.entries < snapshotFrom || !snapshotLocked()
+	var st [2]srtpathFlowStats
+	var ok [2]bool
+	for i := range 2 {
+		if e.v6 {
+			var v srtpathFlowVal6
+			v, ok[i] = state.flows6.read(e.keys6[i], fresh)
+			st[i] = v.St
+		} else {
+			var v srtpathFlowVal
+			v, ok[i] = state.flows4.read(e.keys4[i], fresh)
+			st[i] = v.St
+		}
 	}
 	mono := monotonic()
 	now := time.Now()
-	for i, k := range e.keys {
-		var v srtpathFlowVal
-		if fresh {
-			if err := state.objs.SrtFlows.Lookup(&k, &v); err != nil {
-				continue
-			}
-		} else {
-			var ok bool
-			if v, ok = state.snap[k]; !ok {
-				continue
-			}
+	var c [2]Counts
+	for i, v := range st {
+		if !ok[i] {
+			continue
 		}
 		c[i] = Counts{Packets: v.Packets, Bytes: v.Bytes, HaveACK: v.Acks != 0,
 			ACK: wire.ACK{RTT: v.AckRtt, RTTVar: v.AckRttVar, PacketRate: v.AckPacketRate,
@@ -212,47 +242,11 @@ func (e *Entry) countsLocked(fresh bool) (fromCaller, fromOrigin Counts) {
 // (which grew with the number of sessions).
 const snapshotMaxAge = 250 * time.Millisecond
 
-// snapshotFrom is the number of sessions from which a batched read of the
-// whole map beats a lookup per session and check: the kernel walks every
-// bucket of the map (max_entries) whatever the number of entries, about
-// as long as a few hundred single lookups.
+// snapshotFrom is the number of sessions (of one family) from which a
+// batched read of the whole map beats a lookup per session and check: the
+// kernel walks every bucket of the map (max_entries) whatever the number
+// of entries, about as long as a few hundred single lookups.
 const snapshotFrom = 256
-
-// snapshotLocked makes sure state.snap is recent, reading the map in
-// batches. It reports false if the kernel refuses batch reads.
-func snapshotLocked() bool {
-	if state.snapErr != nil {
-		return false
-	}
-	if state.snap != nil && !state.snapAt.IsZero() && time.Since(state.snapAt) < snapshotMaxAge {
-		return true
-	}
-	// Reused: at rest the refresh allocates nothing.
-	if state.snap == nil {
-		state.snap = make(map[srtpathFlowKey]srtpathFlowVal, 2*state.entries)
-		state.batchKeys = make([]srtpathFlowKey, 1024)
-		state.batchVals = make([]srtpathFlowVal, 1024)
-	}
-	snap, keys, vals := state.snap, state.batchKeys, state.batchVals
-	clear(snap)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := state.objs.SrtFlows.BatchLookup(&cursor, keys, vals, nil)
-		for i := range n {
-			snap[keys[i]] = vals[i]
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break
-		}
-		if err != nil {
-			state.snapErr = err
-			state.snapAt = time.Time{}
-			return false
-		}
-	}
-	state.snapAt = time.Now()
-	return true
-}
 
 // Remove takes the flow out of the map and returns its final counts: its
 // datagrams go to the session's sockets again. When it was the process's
@@ -265,9 +259,7 @@ func (e *Entry) Remove() (fromCaller, fromOrigin Counts) {
 			return // Close came first
 		}
 		fromCaller, fromOrigin = e.countsLocked(true)
-		for _, k := range e.keys {
-			_ = state.objs.SrtFlows.Delete(&k)
-		}
+		e.removeLocked()
 		for _, ifi := range e.ifaces {
 			detachLocked(ifi)
 		}
@@ -336,6 +328,8 @@ func loadLocked() error {
 		state.mode, state.modeWhy = mode, why
 	}
 	state.objs = objs
+	state.flows4 = &flowTable[srtpathFlowKey, srtpathFlowVal]{m: objs.SrtFlows}
+	state.flows6 = &flowTable[srtpathFlowKey6, srtpathFlowVal6]{m: objs.SrtFlows6}
 	state.gen++
 	state.links = make(map[int]*ifaceLink)
 	return nil
@@ -469,7 +463,7 @@ func closeLocked() error {
 	errs = append(errs, state.objs.Close())
 	state.objs = nil
 	state.entries = 0
-	state.snap, state.snapAt = nil, time.Time{}
+	state.flows4, state.flows6 = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -478,13 +472,25 @@ func keyOf(src, dst netip.AddrPort) srtpathFlowKey {
 }
 
 func valOf(src, dst netip.AddrPort, ifindex int, rewrite uint32) srtpathFlowVal {
-	v := srtpathFlowVal{Saddr: be32(src.Addr()), Daddr: be32(dst.Addr()), Sport: be16(src.Port()), Dport: be16(dst.Port()), Ifindex: uint32(ifindex)}
-	if rewrite != 0 {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], rewrite)
-		v.RewriteDstSocket = binary.NativeEndian.Uint32(b[:])
-	}
-	return v
+	return srtpathFlowVal{Saddr: be32(src.Addr()), Daddr: be32(dst.Addr()), Sport: be16(src.Port()), Dport: be16(dst.Port()),
+		Ifindex: uint32(ifindex), RewriteDstSocket: beID(rewrite)}
+}
+
+func keyOf6(src, dst netip.AddrPort) srtpathFlowKey6 {
+	return srtpathFlowKey6{Saddr: src.Addr().As16(), Daddr: dst.Addr().As16(), Sport: be16(src.Port()), Dport: be16(dst.Port())}
+}
+
+func valOf6(src, dst netip.AddrPort, ifindex int, rewrite uint32) srtpathFlowVal6 {
+	return srtpathFlowVal6{Saddr: src.Addr().As16(), Daddr: dst.Addr().As16(), Sport: be16(src.Port()), Dport: be16(dst.Port()),
+		Ifindex: uint32(ifindex), RewriteDstSocket: beID(rewrite)}
+}
+
+// beID is an SRT socket ID as the program writes it: network order in
+// memory.
+func beID(id uint32) uint32 {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], id)
+	return binary.NativeEndian.Uint32(b[:])
 }
 
 // be32 and be16 give the value whose in-memory bytes are the address or

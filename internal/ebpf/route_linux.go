@@ -11,9 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// rtaLen4 is the length of a route attribute holding four bytes.
-const rtaLen4 = unix.SizeofRtAttr + 4
-
 // routeTimeout bounds the wait for the kernel's answer to a route query.
 const routeTimeout = time.Second
 
@@ -21,11 +18,15 @@ const routeTimeout = time.Second
 // which interface a datagram to dst leaves by. With symmetric routing it
 // is also the interface dst's datagrams come in on, which is where the
 // program is attached. A local destination (the route's type is local,
-// or the interface is a loopback) is no interface of ours to use.
+// or the interface is a loopback) is no interface of ours to use. dst is
+// an IPv4 address or an IPv6 one without a zone (Flow.family refuses
+// link-local ones).
 func egressInterface(dst netip.Addr) (*net.Interface, error) {
-	if !dst.Is4() {
-		return nil, fmt.Errorf("route to %s: only IPv4 is offloaded", dst)
+	family, bits := unix.AF_INET, 32
+	if dst.Is6() {
+		family, bits = unix.AF_INET6, 128
 	}
+	addr := dst.AsSlice()
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("route to %s: netlink socket: %w", dst, err)
@@ -39,20 +40,20 @@ func egressInterface(dst netip.Addr) (*net.Interface, error) {
 		return nil, fmt.Errorf("route to %s: netlink bind: %w", dst, err)
 	}
 
-	req := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg+rtaLen4)
+	rtaLen := unix.SizeofRtAttr + len(addr)
+	req := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg+rtaLen)
 	ne := binary.NativeEndian
 	ne.PutUint32(req[0:], uint32(len(req)))
 	ne.PutUint16(req[4:], unix.RTM_GETROUTE)
 	ne.PutUint16(req[6:], unix.NLM_F_REQUEST)
 	ne.PutUint32(req[8:], 1) // sequence
 	rt := req[unix.NLMSG_HDRLEN:]
-	rt[0] = unix.AF_INET
-	rt[1] = 32 // rtm_dst_len
+	rt[0] = byte(family)
+	rt[1] = byte(bits) // rtm_dst_len
 	attr := rt[unix.SizeofRtMsg:]
-	ne.PutUint16(attr[0:], uint16(rtaLen4))
+	ne.PutUint16(attr[0:], uint16(rtaLen))
 	ne.PutUint16(attr[2:], unix.RTA_DST)
-	a4 := dst.As4()
-	copy(attr[4:], a4[:])
+	copy(attr[4:], addr)
 	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("route to %s: netlink send: %w", dst, err)
 	}

@@ -21,6 +21,27 @@ type srtpathFlowKey struct {
 	Dport uint16
 }
 
+type srtpathFlowKey6 struct {
+	_     structs.HostLayout
+	Saddr [16]uint8
+	Daddr [16]uint8
+	Sport uint16
+	Dport uint16
+}
+
+type srtpathFlowStats struct {
+	_             structs.HostLayout
+	Packets       uint64
+	Bytes         uint64
+	LastNs        uint64
+	AckRtt        uint32
+	AckRttVar     uint32
+	AckPacketRate uint32
+	AckCapacity   uint32
+	AckByteRate   uint32
+	Acks          uint32
+}
+
 type srtpathFlowVal struct {
 	_                structs.HostLayout
 	Saddr            uint32
@@ -30,15 +51,19 @@ type srtpathFlowVal struct {
 	Ifindex          uint32
 	RewriteDstSocket uint32
 	Pad              uint32
-	Packets          uint64
-	Bytes            uint64
-	LastNs           uint64
-	AckRtt           uint32
-	AckRttVar        uint32
-	AckPacketRate    uint32
-	AckCapacity      uint32
-	AckByteRate      uint32
-	Acks             uint32
+	St               srtpathFlowStats
+}
+
+type srtpathFlowVal6 struct {
+	_                structs.HostLayout
+	Saddr            [16]uint8
+	Daddr            [16]uint8
+	Sport            uint16
+	Dport            uint16
+	Ifindex          uint32
+	RewriteDstSocket uint32
+	Pad              uint32
+	St               srtpathFlowStats
 }
 
 // Names of all BPF objects in the ELF.
@@ -47,6 +72,7 @@ type srtpathFlowVal struct {
 const (
 	srtpathMapSrtDeadline = "srt_deadline"
 	srtpathMapSrtFlows    = "srt_flows"
+	srtpathMapSrtFlows6   = "srt_flows6"
 	srtpathProgSrtIngress = "srt_ingress"
 )
 
@@ -101,6 +127,7 @@ type srtpathProgramSpecs struct {
 type srtpathMapSpecs struct {
 	SrtDeadline *ebpf.MapSpec `ebpf:"srt_deadline"`
 	SrtFlows    *ebpf.MapSpec `ebpf:"srt_flows"`
+	SrtFlows6   *ebpf.MapSpec `ebpf:"srt_flows6"`
 }
 
 // srtpathVariableSpecs contains global variables before they are loaded into the kernel.
@@ -131,12 +158,14 @@ func (o *srtpathObjects) Close() error {
 type srtpathMaps struct {
 	SrtDeadline *ebpf.Map `ebpf:"srt_deadline"`
 	SrtFlows    *ebpf.Map `ebpf:"srt_flows"`
+	SrtFlows6   *ebpf.Map `ebpf:"srt_flows6"`
 }
 
 func (m *srtpathMaps) Close() error {
 	return _SrtpathClose(
 		m.SrtDeadline,
 		m.SrtFlows,
+		m.SrtFlows6,
 	)
 }
 

@@ -61,6 +61,10 @@ type Topology struct {
 	// ProxyOriginSide and OriginSide are the ends of the origin link;
 	// origins listen on OriginSide.
 	ProxyOriginSide, OriginSide string
+	// ProxyCallerSide6, CallerSide6, ProxyOriginSide6 and OriginSide6
+	// are the same ends' IPv6 addresses.
+	ProxyCallerSide6, CallerSide6 string
+	ProxyOriginSide6, OriginSide6 string
 	// ProxyIfaces are the proxy's ends of the two links (caller side,
 	// origin side), as named in NS.
 	ProxyIfaces [2]string
@@ -106,6 +110,11 @@ func newTopology(t testing.TB, routed bool) *Topology {
 		OriginSide:      fmt.Sprintf("198.%d.%d.2", net2, net3+1),
 		ProxyIfaces:     [2]string{"pc" + id, "po" + id},
 	}
+	// And a unique local prefix (fd00::/8) per link, from the same
+	// numbers.
+	v6 := func(link, host int) string { return fmt.Sprintf("fd53:7274:%x:%x::%d", pid%65536, int(n)*2+link, host) }
+	tp.ProxyCallerSide6, tp.CallerSide6 = v6(0, 1), v6(0, 2)
+	tp.ProxyOriginSide6, tp.OriginSide6 = v6(1, 1), v6(1, 2)
 	hostIfaces := [2]string{"hc" + id, "ho" + id}
 	run := func(args ...string) {
 		t.Helper()
@@ -117,6 +126,7 @@ func newTopology(t testing.TB, routed bool) *Topology {
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", tp.NS).Run() })
 	run("-n", tp.NS, "link", "set", "lo", "up")
 	ends := [2][2]string{{tp.ProxyCallerSide, tp.CallerSide}, {tp.ProxyOriginSide, tp.OriginSide}}
+	ends6 := [2][2]string{{tp.ProxyCallerSide6, tp.CallerSide6}, {tp.ProxyOriginSide6, tp.OriginSide6}}
 	links := 2
 	if routed {
 		links = 1
@@ -127,20 +137,28 @@ func newTopology(t testing.TB, routed bool) *Topology {
 		run("-n", tp.NS, "link", "add", tp.ProxyIfaces[1], "type", "veth", "peer", "name", "oo"+id, "netns", tp.OriginNS)
 		run("-n", tp.NS, "addr", "add", tp.ProxyOriginSide+"/24", "dev", tp.ProxyIfaces[1])
 		run("-n", tp.NS, "link", "set", tp.ProxyIfaces[1], "up")
+		// nodad: usable at once, not after duplicate address detection.
+		run("-n", tp.NS, "-6", "addr", "add", tp.ProxyOriginSide6+"/64", "dev", tp.ProxyIfaces[1], "nodad")
 		run("-n", tp.OriginNS, "addr", "add", tp.OriginSide+"/24", "dev", "oo"+id)
+		run("-n", tp.OriginNS, "-6", "addr", "add", tp.OriginSide6+"/64", "dev", "oo"+id, "nodad")
 		run("-n", tp.OriginNS, "link", "set", "oo"+id, "up")
 		run("-n", tp.OriginNS, "route", "add", "default", "via", tp.ProxyOriginSide)
+		run("-n", tp.OriginNS, "-6", "route", "add", "default", "via", tp.ProxyOriginSide6)
 		run("netns", "exec", tp.NS, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+		run("netns", "exec", tp.NS, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
 	}
 	for i := range links {
 		run("link", "add", hostIfaces[i], "type", "veth", "peer", "name", tp.ProxyIfaces[i], "netns", tp.NS)
 		run("-n", tp.NS, "addr", "add", ends[i][0]+"/24", "dev", tp.ProxyIfaces[i])
+		run("-n", tp.NS, "-6", "addr", "add", ends6[i][0]+"/64", "dev", tp.ProxyIfaces[i], "nodad")
 		run("-n", tp.NS, "link", "set", tp.ProxyIfaces[i], "up")
 		run("addr", "add", ends[i][1]+"/24", "dev", hostIfaces[i])
+		run("-6", "addr", "add", ends6[i][1]+"/64", "dev", hostIfaces[i], "nodad")
 		run("link", "set", hostIfaces[i], "up")
 	}
 	if routed {
 		run("route", "add", tp.OriginSide+"/32", "via", tp.ProxyCallerSide)
+		run("-6", "route", "add", tp.OriginSide6+"/128", "via", tp.ProxyCallerSide6)
 	}
 	return tp
 }
