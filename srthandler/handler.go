@@ -244,11 +244,12 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		return nil
 	}
 	buf := make([]byte, pendingBuf)
-	n, err := cx.Read(buf)
-	if err != nil {
-		return nil
-	}
-	if n == 0 {
+	in := &datagramReader{cx: cx}
+	// The first datagram: the one the matcher saw, or, when it matched a
+	// sender whose first datagram was empty, whatever comes next (an
+	// empty one goes through the gate as any other packet that is no SRT).
+	n, err := in.next(buf)
+	if errors.Is(err, errOversize) {
 		// A first datagram longer than caddy-l4's prefetch (the matcher
 		// took it as part of a burst): cx can never deliver it, so drain
 		// the sender from the packet connection underneath.
@@ -256,7 +257,9 @@ func (h *Handler) Handle(cx *layer4.Connection, _ layer4.Handler) error {
 		drainQuiet(cx.Conn, buf)
 		return nil
 	}
-	in := &datagramReader{cx: cx}
+	if err != nil {
+		return nil
+	}
 	if s := h.registry.Lookup(sessionKey(cx, caller)); s != nil {
 		// Until the caller is quiet, or its session has ended and what it
 		// still sends (or a new caller on its address) is served below.

@@ -290,3 +290,38 @@ func TestEmptyDatagramsDoNotStopTheDrain(t *testing.T) {
 	}
 	conn.Close()
 }
+
+// An empty datagram as a new sender's first: caddy-l4 v0.1.2's matching
+// reads it as the end of the connection and lets go of the sender with
+// the rest of its burst still queued, and its listener stops for every
+// caller. The srt matcher claims such a sender, so the handler drains it.
+func TestEmptyFirstDatagrams(t *testing.T) {
+	b := startBackend(t, "b")
+	p := testpeer.StartProxy(t, map[string]any{"routes": []any{map[string]any{"to": to(b.Addr())}}}, testpeer.Options{})
+	ra, err := net.ResolveUDPAddr("udp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		c, err := net.DialUDP("udp", nil, ra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 50 {
+			_, _ = c.Write(nil)
+		}
+		c.Close()
+	}
+	// gosrt sends each handshake packet once, and the burst may still
+	// fill the listener's socket buffer: a few attempts, as TestFloods
+	// gives. A stopped listener answers none.
+	for attempt := range 5 {
+		conn, err := testpeer.Dial(p.Addr, "live/after-empty-firsts", testpeer.DialOptions{Timeout: time.Second})
+		if err == nil {
+			conn.Close()
+			return
+		}
+		t.Logf("attempt %d: %v", attempt+1, err)
+	}
+	t.Fatal("no caller gets through after senders whose first datagrams were empty")
+}

@@ -2,6 +2,10 @@
 package srtmatcher
 
 import (
+	"errors"
+	"io"
+	"net"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/mholt/caddy-l4/layer4"
@@ -46,9 +50,17 @@ func (*MatchSRT) CaddyModule() caddy.ModuleInfo {
 // datagram to a connection nobody reads). The srt handler drains such a
 // sender until it is quiet. Put routes for other protocols sharing the
 // port before the srt route.
+//
+// An empty first datagram is matched too (emptyFirst): asking caddy-l4
+// for it would have it take the empty datagram for the end of the
+// connection and give the sender up with its burst still queued (the same
+// deadlock, from one source sending a few empty datagrams).
 func (m *MatchSRT) Match(cx *layer4.Connection) (bool, error) {
 	b := cx.MatchingBytes()
 	if len(b) == 0 {
+		if emptyFirst(cx) {
+			return true, nil
+		}
 		return false, layer4.ErrConsumedAllPrefetchedBytes
 	}
 	if cx.HasMore() {
@@ -66,6 +78,20 @@ func (m *MatchSRT) Match(cx *layer4.Connection) (bool, error) {
 		}
 	}
 	return IsCallerHandshake(b), nil
+}
+
+// emptyFirst reports whether the connection's first datagram, not yet
+// read, is empty. A read of zero bytes takes the first datagram off
+// caddy-l4's queue: it ends in io.EOF only if the datagram is empty (which
+// is then gone, as it would be anyway), and otherwise leaves it whole for
+// the prefetch that follows, its size noted as for any read (the
+// matching deadline bounds the wait).
+func emptyFirst(cx *layer4.Connection) bool {
+	if _, udp := cx.LocalAddr().(*net.UDPAddr); !udp {
+		return false
+	}
+	_, err := cx.Conn.Read(nil)
+	return errors.Is(err, io.EOF)
 }
 
 // IsCallerHandshake reports whether b is a handshake a caller sends to a

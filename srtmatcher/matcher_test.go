@@ -3,6 +3,7 @@ package srtmatcher_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -22,10 +23,21 @@ import (
 )
 
 // fromAddr is a connection that only says where it comes from: Match
-// reads the prefetched bytes and the remote address, never the socket.
+// reads the prefetched bytes and the remote address, and, with nothing
+// prefetched, whether the first datagram waiting is empty.
 type fromAddr struct {
 	net.Conn
 	remote, local net.Addr
+	emptyFirst    bool
+}
+
+// Read is what caddy-l4's packet connection answers a read of nothing:
+// io.EOF for an empty datagram, nothing for one with bytes.
+func (c fromAddr) Read(b []byte) (int, error) {
+	if c.emptyFirst {
+		return 0, io.EOF
+	}
+	return 0, nil
 }
 
 func (c fromAddr) RemoteAddr() net.Addr { return c.remote }
@@ -128,11 +140,17 @@ func TestMatchTable(t *testing.T) {
 }
 
 // TestMatchNothingPrefetched: with no bytes yet, the matcher asks caddy-l4
-// for more rather than deciding.
+// for more rather than deciding, unless the first datagram is empty: that
+// sender is matched (caddy-l4 would take the empty datagram for the end
+// of the connection and give it up with its burst still queued).
 func TestMatchNothingPrefetched(t *testing.T) {
 	got, err := match(t, stranger, nil)
 	if got || !errors.Is(err, layer4.ErrConsumedAllPrefetchedBytes) {
-		t.Fatalf("empty datagram: matched %v, %v; want ErrConsumedAllPrefetchedBytes", got, err)
+		t.Fatalf("nothing prefetched: matched %v, %v; want ErrConsumedAllPrefetchedBytes", got, err)
+	}
+	cx := layer4.WrapConnection(fromAddr{remote: net.UDPAddrFromAddrPort(stranger), local: net.UDPAddrFromAddrPort(listener), emptyFirst: true}, nil, zap.NewNop())
+	if got, err := (&srtmatcher.MatchSRT{}).Match(cx); !got || err != nil {
+		t.Fatalf("an empty first datagram: matched %v, %v; want matched", got, err)
 	}
 }
 
