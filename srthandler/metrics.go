@@ -52,7 +52,7 @@ func registerMetrics(reg *prometheus.Registry) {
 		return
 	}
 	for _, c := range []prometheus.Collector{handshakesTotal, handshakeSeconds, collector, drainingGauge, droppedCollector,
-		directoryLookups, directoryErrors, directoryConflicts} {
+		directoryLookups, directoryErrors, directoryConflicts, dynamicLookups} {
 		// Already registered by another handler of this configuration, or
 		// a name clash with another module: either way, metrics are not
 		// worth failing a config load over.

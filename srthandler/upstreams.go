@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
@@ -98,6 +100,15 @@ func (d *DynamicUpstreams) key() string {
 // lastSets remembers each source's last good set across reloads, so that
 // a new configuration serves callers before its first answer.
 var lastSets sync.Map // key → []string
+
+// dynamicLookups counts DNS lookups of dynamic sources, by source (a,
+// srv), name and result: ok, none (NXDOMAIN or no records: an empty
+// pool), error (the last good set kept). Names come from the config:
+// bounded. SRS sources read the heartbeat registry, which cannot fail.
+var dynamicLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Namespace: metricsNS, Subsystem: metricsSub, Name: "dynamic_lookups_total",
+	Help: "DNS lookups of dynamic upstream sources, by source (a, srv), name and result (ok, none, error: the last good set is kept).",
+}, []string{"source", "name", "result"})
 
 // errNoAnswerYet: a dynamic source that never answered has no upstreams.
 var errNoAnswerYet = fmt.Errorf("%w: dynamic upstreams have had no answer yet", errNoHealthy)
@@ -192,6 +203,16 @@ func (p *dynamicPool) run(ctx context.Context) {
 
 // update takes a lookup's answer. A failed lookup keeps the last good set.
 func (p *dynamicPool) update(addrs []string, err error) {
+	if p.source == sourceDNS {
+		result := "ok"
+		switch {
+		case err != nil:
+			result = "error"
+		case len(addrs) == 0:
+			result = "none"
+		}
+		dynamicLookups.WithLabelValues(p.cfg.Source, p.cfg.Name, result).Inc()
+	}
 	if err != nil {
 		if !p.failing {
 			p.failing = true

@@ -107,13 +107,23 @@ func TestDynamicA(t *testing.T) {
 		t.Errorf("the draining origin is not listed with its session and no source: %+v", views)
 	}
 
-	// Lookups fail: the last good set stays.
+	// Lookups fail: the last good set stays, and the metric says so.
+	series := func(result string) float64 {
+		return srtSeries(t, p)[`caddy_layer4_srt_dynamic_lookups_total{name="origins.test",result="`+result+`",source="a"}`]
+	}
+	if ok := series("ok"); ok < 2 {
+		t.Errorf("dynamic_lookups_total{result=ok} = %v after two answers", ok)
+	}
+	failedBefore := series("error")
 	dns.Fail(true)
 	time.Sleep(600 * time.Millisecond) // three refreshes
 	publish(t, p.Addr, "#!::r=live/c,m=publish")
 	waitFor(t, 5*time.Second, "live/c at the second origin while DNS fails", func() bool { return second.Published("live/c") > 0 })
 	if got := addressesFrom(upstreamsOf(t, p), "dns"); !slices.Equal(got, []string{addr("127.0.0.3")}) {
 		t.Errorf("set while lookups fail = %v", got)
+	}
+	if failed := series("error") - failedBefore; failed < 1 {
+		t.Errorf("dynamic_lookups_total{result=error} grew by %v while lookups failed", failed)
 	}
 }
 
