@@ -151,7 +151,7 @@ func TestDirectoryConnectTimeReport(t *testing.T) {
 func TestDirectoryRedisTwoCaddies(t *testing.T) {
 	r := testpeer.StartRedis(t)
 	const ttl = time.Second
-	backends := map[string]*srtbackend.Server{"a": startBackend(t, "a"), "b": startBackend(t, "b"), "c": startBackend(t, "c")}
+	backends := map[string]*srtbackend.Server{"a": startBackend(t, "a"), "b": startBackend(t, "b"), "c": startBackend(t, "c"), "d": startBackend(t, "d")}
 	handler := func(names ...string) map[string]any {
 		var addrs []string
 		for _, n := range names {
@@ -254,6 +254,24 @@ func TestDirectoryRedisTwoCaddies(t *testing.T) {
 	}
 	reload(kept...)
 	meet(fmt.Sprintf("origin %s drained", drained))
+
+	// A rolling reload: this Caddy first, to a fleet of one new origin,
+	// while the child still routes to the old ones. A player through
+	// either finds a publisher placed through the other: to each, the
+	// other's origin is one no route of its own lists (draining).
+	if err := p.Reload(handler("d")); err != nil {
+		t.Fatalf("reloading this Caddy: %v", err)
+	}
+	if got, _ := dialWhere(t, p.Addr, "#!::r=live/rolled,m=publish", backends, true); got != "d" {
+		t.Fatalf("a publisher through the reloaded Caddy reached %q, want d", got)
+	}
+	waitFor(t, 2*time.Second, "live/rolled in redis", func() bool { return inRedis(true)["live/rolled"].Upstream == backends["d"].Addr() })
+	if got, _ := dialWhere(t, child.Addr, "#!::r=live/rolled", backends, false); got != "d" {
+		t.Errorf("a player through the Caddy not yet reloaded reached %q, its publisher (through the reloaded one) is on d", got)
+	}
+	if got, _ := dialWhere(t, p.Addr, "#!::r=live/child1", backends, false); got != home["live/child1"] {
+		t.Errorf("a player through the reloaded Caddy reached %q, its publisher (through the other) is on %s", got, home["live/child1"])
+	}
 
 	r.Kill()
 	for _, v := range vias {
