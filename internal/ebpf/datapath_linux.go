@@ -89,9 +89,9 @@ var state struct {
 	// deadman keeps the program's deadline ahead while a tc filter may
 	// be attached; nil in TCX mode.
 	deadman *deadman
-	entries int
-	flows4  *flowTable[srtpathFlowKey, srtpathFlowVal]
-	flows6  *flowTable[srtpathFlowKey6, srtpathFlowVal6]
+	// flows4 and flows6 count the offloaded sessions of each family.
+	flows4 *flowTable[srtpathFlowKey, srtpathFlowVal]
+	flows6 *flowTable[srtpathFlowKey6, srtpathFlowVal6]
 }
 
 type ifaceLink struct {
@@ -157,7 +157,6 @@ func Install(f Flow) (*Entry, error) {
 		}
 		attached++
 	}
-	state.entries++
 	return e, nil
 }
 
@@ -263,7 +262,6 @@ func (e *Entry) Remove() (fromCaller, fromOrigin Counts) {
 		for _, ifi := range e.ifaces {
 			detachLocked(ifi)
 		}
-		state.entries--
 		unloadIfIdleLocked()
 	})
 	return fromCaller, fromOrigin
@@ -441,8 +439,16 @@ func detachLocked(ifindex int) {
 	}
 }
 
+// sessionsLocked counts the offloaded sessions, of both families.
+func sessionsLocked() int {
+	if state.objs == nil {
+		return 0
+	}
+	return state.flows4.entries + state.flows6.entries
+}
+
 func unloadIfIdleLocked() {
-	if state.entries == 0 && len(state.links) == 0 {
+	if sessionsLocked() == 0 && len(state.links) == 0 {
 		_ = closeLocked()
 	}
 }
@@ -462,7 +468,6 @@ func closeLocked() error {
 	}
 	errs = append(errs, state.objs.Close())
 	state.objs = nil
-	state.entries = 0
 	state.flows4, state.flows6 = nil, nil
 	return errors.Join(errs...)
 }
