@@ -179,9 +179,37 @@ func TestEBPFStream(t *testing.T) {
 	tp := testpeer.NewRoutedTopology(t)
 	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide, Netns: tp.OriginNS})
 	cp := ebpfProxy(t, tp, l.Addr, false)
+	ebpfStreamOffloaded(t, tp, cp, l)
+}
+
+// TestEBPFStreamIPv6: TestEBPFStream with caller, proxy and origin on
+// IPv6: the stream arrives whole and in order, the kernel forwarding it
+// (srt_flows6), and nothing is left after the last session and after
+// stop.
+func TestEBPFStreamIPv6(t *testing.T) {
+	requireBPFTool(t)
+	tp := testpeer.NewRoutedTopology(t)
+	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide6, Netns: tp.OriginNS})
+	cp := ebpfProxy(t, tp, l.Addr, false)
+	// The proxy listens on every address of its namespace, IPv6 too.
+	cp.Addr = net.JoinHostPort(tp.ProxyCallerSide6, "10080")
+	v := ebpfStreamOffloaded(t, tp, cp, l)
+	if caller, err := netip.ParseAddrPort(v.Caller); err != nil || caller.Addr().String() != tp.CallerSide6 {
+		t.Errorf("caller %q, want %s (IPv6)", v.Caller, tp.CallerSide6)
+	}
+}
+
+// ebpfStreamOffloaded streams to l through cp and checks that the kernel
+// carried the session: from the caller data packets, keepalives and
+// ACKACKs, from the origin ACKs and keepalives, with the origin's ACK
+// figures read there; the relay may have seen a handful of others (a
+// NAK, say). Then the caller's SHUTDOWN ends it, every byte arrived, and
+// nothing of the program is left after the last session and after stop.
+// It returns the session as it was during the stream.
+func ebpfStreamOffloaded(t *testing.T, tp *testpeer.Topology, cp *testpeer.ChildProxy, l *testpeer.SLTListener) srthandler.SessionView {
+	t.Helper()
 	data := interopPayload(2000)
 	c := ebpfStream(t, cp, l, data)
-
 	s := ebpfSessions(t, cp)
 	if len(s) != 1 {
 		t.Fatalf("%d sessions, want 1", len(s))
@@ -190,16 +218,12 @@ func TestEBPFStream(t *testing.T) {
 	if v.DataPath != "ebpf" {
 		t.Errorf("data_path %q, want ebpf", v.DataPath)
 	}
-	// From the caller data packets, keepalives and ACKACKs, from the
-	// origin ACKs and keepalives: all the kernel's. The relay may have
-	// seen a handful of others (a NAK, say).
 	if user := v.FromCaller.Packets - v.FromCaller.KernelPackets; user > 20 {
 		t.Errorf("the relay took %d of the caller's %d packets; want nearly none", user, v.FromCaller.Packets)
 	}
 	if user := v.FromUpstream.Packets - v.FromUpstream.KernelPackets; v.FromUpstream.Packets == 0 || user > 20 {
 		t.Errorf("the relay took %d of the origin's %d packets; want nearly none of some", user, v.FromUpstream.Packets)
 	}
-	// What the origin's ACKs say, read in the kernel.
 	if v.UpstreamView == nil || v.UpstreamView.RTTMillis <= 0 {
 		t.Errorf("upstream_view %+v; want the origin's ACK figures", v.UpstreamView)
 	}
@@ -218,51 +242,7 @@ func TestEBPFStream(t *testing.T) {
 		t.Errorf("the proxy did not stop cleanly; stderr:\n%s", cp.Stderr())
 	}
 	waitNoBPF(t, tp, "after stop")
-}
-
-// TestEBPFStreamIPv6: TestEBPFStream with caller, proxy and origin on
-// IPv6: the stream arrives whole and in order, the kernel forwarding it
-// (srt_flows6), and nothing is left after the last session and after
-// stop.
-func TestEBPFStreamIPv6(t *testing.T) {
-	requireBPFTool(t)
-	tp := testpeer.NewRoutedTopology(t)
-	l := testpeer.StartSLTListener(t, testpeer.SLTOptions{Host: tp.OriginSide6, Netns: tp.OriginNS})
-	cp := ebpfProxy(t, tp, l.Addr, false)
-	// The proxy listens on every address of its namespace, IPv6 too.
-	cp.Addr = net.JoinHostPort(tp.ProxyCallerSide6, "10080")
-	data := interopPayload(2000)
-	c := ebpfStream(t, cp, l, data)
-
-	s := ebpfSessions(t, cp)
-	if len(s) != 1 {
-		t.Fatalf("%d sessions, want 1", len(s))
-	}
-	v := s[0]
-	if caller, err := netip.ParseAddrPort(v.Caller); err != nil || caller.Addr().String() != tp.CallerSide6 {
-		t.Errorf("caller %q, want %s (IPv6)", v.Caller, tp.CallerSide6)
-	}
-	if v.DataPath != "ebpf" {
-		t.Errorf("data_path %q, want ebpf", v.DataPath)
-	}
-	if user := v.FromCaller.Packets - v.FromCaller.KernelPackets; user > 20 {
-		t.Errorf("the relay took %d of the caller's %d packets; want nearly none", user, v.FromCaller.Packets)
-	}
-	if user := v.FromUpstream.Packets - v.FromUpstream.KernelPackets; v.FromUpstream.Packets == 0 || user > 20 {
-		t.Errorf("the relay took %d of the origin's %d packets; want nearly none of some", user, v.FromUpstream.Packets)
-	}
-	if v.UpstreamView == nil || v.UpstreamView.RTTMillis <= 0 {
-		t.Errorf("upstream_view %+v; want the origin's ACK figures", v.UpstreamView)
-	}
-
-	_ = c.Stop()
-	interopCheckListener(t, l, data)
-	waitFor(t, 5*time.Second, "the session to end", func() bool { return len(ebpfSessions(t, cp)) == 0 })
-	waitNoBPF(t, tp, "after the last session ended")
-	if err := cp.Stop(); err != nil {
-		t.Logf("stopping the proxy: %v", err)
-	}
-	waitNoBPF(t, tp, "after stop")
+	return v
 }
 
 // TestEBPFMixedFamilies: an IPv6 caller of an IPv4 origin cannot be
