@@ -197,20 +197,49 @@ static __always_inline void count(struct flow_stats *st, int full_ack, const __b
 	st->last_ns = now;
 }
 
+// headers returns the skb's data with its first need bytes readable
+// directly (pulled in if they were not), or NULL for a shorter datagram.
+static __always_inline void *headers(struct __sk_buff *skb, __u32 need)
+{
+	if (skb->len < need)
+		return NULL;
+	void *data = (void *)(long)skb->data;
+	if (data + need > (void *)(long)skb->data_end) {
+		if (bpf_skb_pull_data(skb, need))
+			return NULL;
+		data = (void *)(long)skb->data;
+		if (data + need > (void *)(long)skb->data_end)
+			return NULL;
+	}
+	return data;
+}
+
+// taken is what the program learns of a datagram it forwards.
+struct taken {
+	__u64 now;
+	int full_ack;
+	__be32 ack[7];
+};
+
+// take says whether a live flow's datagram, its SRT header at srt_off
+// and cif bytes after it, is forwarded now, reading a full ACK's words.
+static __always_inline int take(struct __sk_buff *skb, const __u8 *srt, __u32 srt_off, __u32 cif, struct taken *t)
+{
+	if (!srt_forwarded(srt[0], srt[1], cif))
+		return 0;
+	t->now = bpf_ktime_get_ns();
+	if (!live(t->now))
+		return 0;
+	t->full_ack = (srt[0] & 0x80) && cif >= ACK_FULL &&
+		      bpf_skb_load_bytes(skb, srt_off + SRT_HDR, t->ack, sizeof(t->ack)) == 0;
+	return 1;
+}
+
 static __always_inline int ingress4(struct __sk_buff *skb)
 {
-	if (skb->len < SRT_OFF + SRT_HDR)
+	void *data = headers(skb, SRT_OFF + SRT_HDR);
+	if (!data)
 		return TC_ACT_UNSPEC;
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	if (data + SRT_OFF + SRT_HDR > end) {
-		if (bpf_skb_pull_data(skb, SRT_OFF + SRT_HDR))
-			return TC_ACT_UNSPEC;
-		data = (void *)(long)skb->data;
-		end = (void *)(long)skb->data_end;
-		if (data + SRT_OFF + SRT_HDR > end)
-			return TC_ACT_UNSPEC;
-	}
 	struct ethhdr *eth = data;
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return TC_ACT_UNSPEC;
@@ -237,14 +266,9 @@ static __always_inline int ingress4(struct __sk_buff *skb)
 	if (!v)
 		return TC_ACT_UNSPEC;
 	__u32 cif = bpf_ntohs(udp->len) - sizeof(struct udphdr) - SRT_HDR;
-	if (!srt_forwarded(srt[0], srt[1], cif))
+	struct taken t = {};
+	if (!take(skb, srt, SRT_OFF, cif, &t))
 		return TC_ACT_UNSPEC;
-	__u64 now = bpf_ktime_get_ns();
-	if (!live(now))
-		return TC_ACT_UNSPEC;
-	__be32 ack[7] = {};
-	int full_ack = (srt[0] & 0x80) && cif >= ACK_FULL &&
-		       bpf_skb_load_bytes(skb, SRT_OFF + SRT_HDR, ack, sizeof(ack)) == 0;
 
 	__be32 old_dst_socket = *(__be32 *)(srt + 12);
 	__be32 new_saddr = v->saddr, new_daddr = v->daddr;
@@ -275,7 +299,7 @@ static __always_inline int ingress4(struct __sk_buff *skb)
 	    bpf_skb_store_bytes(skb, SRT_DST_OFF, &new_dst_socket, 4, BPF_F_RECOMPUTE_CSUM))
 		return TC_ACT_SHOT;
 
-	count(&v->st, full_ack, ack, len, now);
+	count(&v->st, t.full_ack, t.ack, len, t.now);
 	// The route and the next hop's address are the kernel's to find, as
 	// for a datagram the proxy sent itself.
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
@@ -286,18 +310,9 @@ static __always_inline int ingress4(struct __sk_buff *skb)
 // stack. IPv6 has no header checksum, and a UDP checksum it must have.
 static __always_inline int ingress6(struct __sk_buff *skb)
 {
-	if (skb->len < SRT6_OFF + SRT_HDR)
+	void *data = headers(skb, SRT6_OFF + SRT_HDR);
+	if (!data)
 		return TC_ACT_UNSPEC;
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	if (data + SRT6_OFF + SRT_HDR > end) {
-		if (bpf_skb_pull_data(skb, SRT6_OFF + SRT_HDR))
-			return TC_ACT_UNSPEC;
-		data = (void *)(long)skb->data;
-		end = (void *)(long)skb->data_end;
-		if (data + SRT6_OFF + SRT_HDR > end)
-			return TC_ACT_UNSPEC;
-	}
 	struct ethhdr *eth = data;
 	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
 		return TC_ACT_UNSPEC;
@@ -323,14 +338,9 @@ static __always_inline int ingress6(struct __sk_buff *skb)
 	if (!v)
 		return TC_ACT_UNSPEC;
 	__u32 cif = plen - sizeof(struct udphdr) - SRT_HDR;
-	if (!srt_forwarded(srt[0], srt[1], cif))
+	struct taken t = {};
+	if (!take(skb, srt, SRT6_OFF, cif, &t))
 		return TC_ACT_UNSPEC;
-	__u64 now = bpf_ktime_get_ns();
-	if (!live(now))
-		return TC_ACT_UNSPEC;
-	__be32 ack[7] = {};
-	int full_ack = (srt[0] & 0x80) && cif >= ACK_FULL &&
-		       bpf_skb_load_bytes(skb, SRT6_OFF + SRT_HDR, ack, sizeof(ack)) == 0;
 
 	__be32 old_dst_socket = *(__be32 *)(srt + 12);
 	__be16 new_sport = v->sport, new_dport = v->dport;
@@ -358,7 +368,7 @@ static __always_inline int ingress6(struct __sk_buff *skb)
 	    bpf_skb_store_bytes(skb, SRT6_DST_OFF, &new_dst_socket, 4, BPF_F_RECOMPUTE_CSUM))
 		return TC_ACT_SHOT;
 
-	count(&v->st, full_ack, ack, len, now);
+	count(&v->st, t.full_ack, t.ack, len, t.now);
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
