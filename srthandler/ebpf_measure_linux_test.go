@@ -95,6 +95,31 @@ func startMeasured(t *testing.T, tp *testpeer.Topology, path, origin string, o t
 	return tp.StartChildProxy(t, h, o)
 }
 
+// pathProcs are the processes of a measured path: the proxy (0 for
+// none), and the peers and every ksoftirqd.
+type pathProcs struct {
+	proxy int
+	peers []int
+}
+
+func newPathProcs(proxy int, peers ...int) pathProcs {
+	return pathProcs{proxy: proxy, peers: append(peers, testpeer.KsoftirqdPids()...)}
+}
+
+// cpu reads the CPU time so far of the proxy; of the path (the proxy,
+// the peers, ksoftirqd); and of the whole path (that and this process,
+// the generator feeding the caller and the sink reading the listener).
+func (p pathProcs) cpu() (proxy, path, whole time.Duration) {
+	if p.proxy != 0 {
+		proxy = testpeer.CPUTime(p.proxy)
+	}
+	path = proxy
+	for _, pid := range p.peers {
+		path += testpeer.CPUTime(pid)
+	}
+	return proxy, path, path + testpeer.CPUTime(os.Getpid())
+}
+
 // measured is one round of one path.
 type measured struct {
 	// CPU seconds per GB: the proxy's; the path's (both libsrt peers,
@@ -197,29 +222,11 @@ func measureStream(t *testing.T, path string, data []byte) measured {
 	if !c.Connected() {
 		t.Fatalf("not connected: %s", c.Stderr())
 	}
-	// This process is the generator (it feeds the caller) and the sink
-	// (it reads what the listener delivers).
-	pids := append([]int{0, c.Pid(), l.Pid(), os.Getpid()}, testpeer.KsoftirqdPids()...)
+	procs := newPathProcs(0, c.Pid(), l.Pid())
 	if cp != nil {
-		pids[0] = cp.Pid()
+		procs.proxy = cp.Pid()
 	}
-	cpu := func() (proxy, path, whole time.Duration) {
-		for i, pid := range pids {
-			if pid == 0 {
-				continue
-			}
-			d := testpeer.CPUTime(pid)
-			if i == 0 {
-				proxy = d
-			}
-			if pid != os.Getpid() {
-				path += d
-			}
-			whole += d
-		}
-		return proxy, path, whole
-	}
-	p0, pp0, w0 := cpu()
+	p0, pp0, w0 := procs.cpu()
 	c0, o0 := testpeer.CPUTime(c.Pid()), testpeer.CPUTime(l.Pid())
 	start := time.Now()
 	if err := c.Feed(data, 13160, time.Millisecond); err != nil {
@@ -227,7 +234,7 @@ func measureStream(t *testing.T, path string, data []byte) measured {
 	}
 	fed := time.Since(start)
 	time.Sleep(interopSettle)
-	p1, pp1, w1 := cpu()
+	p1, pp1, w1 := procs.cpu()
 	t.Logf("%s: fed in %v; caller CPU %v, origin CPU %v", path, fed.Round(time.Millisecond),
 		(testpeer.CPUTime(c.Pid()) - c0).Round(time.Millisecond), (testpeer.CPUTime(l.Pid()) - o0).Round(time.Millisecond))
 	gb := float64(len(data)) / 1e9
@@ -508,15 +515,11 @@ func measurePerPacket(t *testing.T, path string, idle int) (proxyNs, wholeNs flo
 	if !c.Connected() {
 		t.Fatalf("not connected: %s", c.Stderr())
 	}
-	pids := append([]int{cp.Pid(), c.Pid(), l.Pid()}, testpeer.KsoftirqdPids()...)
+	procs := newPathProcs(cp.Pid(), c.Pid(), l.Pid())
+	// The whole path here is the proxy, both libsrt peers and ksoftirqd:
+	// this process holds the idle sessions' callers too.
 	cpu := func() (proxy, whole time.Duration) {
-		for i, pid := range pids {
-			d := testpeer.CPUTime(pid)
-			if i == 0 {
-				proxy = d
-			}
-			whole += d
-		}
+		proxy, whole, _ = procs.cpu()
 		return proxy, whole
 	}
 	const window = 5 * time.Second
