@@ -128,55 +128,36 @@ func udpOff(src netip.AddrPort) int {
 }
 
 // packet is an Ethernet frame holding a UDP datagram from src to dst
-// (IPv4 or IPv6, as src) with payload, its checksums right (udpCsum false
-// leaves the UDP checksum 0: none, which IPv6 does not allow).
+// (IPv4 or IPv6, as src; an IPv6 header is a fixed one, UDP straight
+// after) with payload, its checksums right (udpCsum false leaves the UDP
+// checksum 0: none, which IPv6 does not allow).
 func packet(src, dst netip.AddrPort, payload []byte, udpCsum bool) []byte {
+	off := udpOff(src)
+	b := make([]byte, off+8+len(payload))
+	copy(b[0:6], []byte{2, 0, 0, 0, 0, 1})
+	copy(b[6:12], []byte{2, 0, 0, 0, 0, 2})
+	ip := b[14:off]
 	if src.Addr().Is6() {
-		return packet6(src, dst, payload, udpCsum)
+		binary.BigEndian.PutUint16(b[12:], 0x86dd)
+		ip[0] = 0x60
+		binary.BigEndian.PutUint16(ip[4:], uint16(8+len(payload)))
+		ip[6] = 17 // next header: UDP
+		ip[7] = 64
+		s16, d16 := src.Addr().As16(), dst.Addr().As16()
+		copy(ip[8:24], s16[:])
+		copy(ip[24:40], d16[:])
+	} else {
+		binary.BigEndian.PutUint16(b[12:], 0x0800)
+		ip[0] = 0x45
+		binary.BigEndian.PutUint16(ip[2:], uint16(20+8+len(payload)))
+		ip[8] = 64
+		ip[9] = 17
+		s4, d4 := src.Addr().As4(), dst.Addr().As4()
+		copy(ip[12:16], s4[:])
+		copy(ip[16:20], d4[:])
+		binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
 	}
-	b := make([]byte, 14+20+8+len(payload))
-	copy(b[0:6], []byte{2, 0, 0, 0, 0, 1})
-	copy(b[6:12], []byte{2, 0, 0, 0, 0, 2})
-	binary.BigEndian.PutUint16(b[12:], 0x0800)
-	ip := b[14:34]
-	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], uint16(20+8+len(payload)))
-	ip[8] = 64
-	ip[9] = 17
-	s4, d4 := src.Addr().As4(), dst.Addr().As4()
-	copy(ip[12:16], s4[:])
-	copy(ip[16:20], d4[:])
-	binary.BigEndian.PutUint16(ip[10:], checksum(ip, 0))
-	udp := b[34:]
-	binary.BigEndian.PutUint16(udp[0:], src.Port())
-	binary.BigEndian.PutUint16(udp[2:], dst.Port())
-	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
-	copy(udp[8:], payload)
-	if udpCsum {
-		c := checksum(udp, pseudo(ip, len(udp)))
-		if c == 0 {
-			c = 0xffff
-		}
-		binary.BigEndian.PutUint16(udp[6:], c)
-	}
-	return b
-}
-
-// packet6 is packet's IPv6 frame: a fixed header, UDP straight after.
-func packet6(src, dst netip.AddrPort, payload []byte, udpCsum bool) []byte {
-	b := make([]byte, 14+40+8+len(payload))
-	copy(b[0:6], []byte{2, 0, 0, 0, 0, 1})
-	copy(b[6:12], []byte{2, 0, 0, 0, 0, 2})
-	binary.BigEndian.PutUint16(b[12:], 0x86dd)
-	ip := b[14:54]
-	ip[0] = 0x60
-	binary.BigEndian.PutUint16(ip[4:], uint16(8+len(payload)))
-	ip[6] = 17 // next header: UDP
-	ip[7] = 64
-	s16, d16 := src.Addr().As16(), dst.Addr().As16()
-	copy(ip[8:24], s16[:])
-	copy(ip[24:40], d16[:])
-	udp := b[54:]
+	udp := b[off:]
 	binary.BigEndian.PutUint16(udp[0:], src.Port())
 	binary.BigEndian.PutUint16(udp[2:], dst.Port())
 	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
